@@ -1,0 +1,128 @@
+//! `cargo test` entry: one libtest-mimic trial per case and memory type (`topic::case::memory`),
+//! the meta-tests (cases built to fail, under tests/meta), and checks of the published schema
+//! and the command line. Run as root, it provisions huge pages and swap and restores them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use uffd_conform::case::load_path;
+use uffd_conform::kernel::probe::Probe;
+use uffd_conform::plan::plan;
+use uffd_conform::trial::verdict::Verdict;
+use uffd_conform::{provision, run};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn main() {
+    uffd_conform::trial::child::run_if_child();
+    let args = Arguments::from_args();
+
+    let mut cases = Vec::new();
+    for dir in ["cases", "tests/meta"] {
+        match load_path(&root().join(dir)) {
+            Ok(mut c) => cases.append(&mut c),
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("error: {e}");
+                }
+                std::process::exit(2);
+            }
+        }
+    }
+    let planned = plan(&cases);
+
+    let mut probe = Probe::run();
+    let provisioning = !args.list && std::env::var_os("UFFD_CONFORM_NO_PROVISION").is_none();
+    let guard = provisioning.then(|| provision::provision(run::request_for(&planned), &mut probe));
+    for note in guard.iter().flat_map(|g| g.notes.iter()) {
+        eprintln!("provision: {note}");
+    }
+    let probe = Arc::new(probe);
+
+    let mut trials: Vec<Trial> = planned
+        .into_iter()
+        .map(|t| {
+            let probe = probe.clone();
+            Trial::ignorable_test(t.name.clone(), move || match run::run_planned(&t, &probe).verdict {
+                Verdict::Pass => Ok(Completion::Completed),
+                Verdict::Skip { reason } => Ok(Completion::ignored_with(reason)),
+                Verdict::Fail { message, .. } => Err(Failed::from(message)),
+            })
+        })
+        .collect();
+    trials.push(Trial::test("suite::schema-is-current", schema_is_current));
+    trials.push(Trial::test("suite::cli-yaml-error-exits-2", cli_yaml_error_exits_2));
+    trials.push(Trial::test("suite::cli-run-passes-and-summarises", cli_run_passes_and_summarises));
+    trials.push(Trial::test("suite::cli-failure-exits-1", cli_failure_exits_1));
+
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(guard);
+    conclusion.exit();
+}
+
+/// schema/case.schema.json must be what the types generate (run `uffd-conform schema`).
+fn schema_is_current() -> Result<(), Failed> {
+    let path = root().join("schema/case.schema.json");
+    let committed = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if committed != uffd_conform::case::json_schema() {
+        return Err("schema/case.schema.json is stale: run `cargo run -- schema > schema/case.schema.json`".into());
+    }
+    Ok(())
+}
+
+fn cli() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_uffd-conform"));
+    c.current_dir(root());
+    c
+}
+
+fn scratch(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("uffd-conform-test-{}", std::process::id())).join("cli");
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("scratch file");
+    path
+}
+
+fn cli_yaml_error_exits_2() -> Result<(), Failed> {
+    let bad = scratch("bad.yaml", "name: broken\nabout: x\nrefs: [{seed: '1'}]\npages: 1\nsteps:\n  - write: {pages: 0\n");
+    let out = cli().args(["run", "--no-provision"]).arg(&bad).output().map_err(|e| e.to_string())?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(2) {
+        return Err(format!("exit {:?}, want 2; stderr: {stderr}", out.status.code()).into());
+    }
+    let want = format!("{}:6:12: unclosed bracket", bad.display());
+    if !stderr.contains(&want) {
+        return Err(format!("stderr does not name {want}: {stderr}").into());
+    }
+    Ok(())
+}
+
+fn cli_run_passes_and_summarises() -> Result<(), Failed> {
+    let out = cli()
+        .args(["run", "--no-provision", "cases/wp/protect-then-write-faults-once.yaml", "-f", "::anon"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.code() != Some(0) || !stdout.contains("1 passed, 0 failed, 0 skipped") {
+        return Err(format!("exit {:?}, stdout: {stdout}", out.status.code()).into());
+    }
+    Ok(())
+}
+
+fn cli_failure_exits_1() -> Result<(), Failed> {
+    let wrong = std::fs::read_to_string(root().join("tests/meta/unexpected-fault.yaml")).map_err(|e| e.to_string())?;
+    // Without expect_failure the deliberately wrong case is an ordinary failing case.
+    let wrong = wrong.split("expect_failure:").next().unwrap_or_default().to_string();
+    let path = scratch("wrong.yaml", &wrong);
+    let out = cli().args(["run", "--no-provision", "-f", "::anon"]).arg(&path).output().map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.code() != Some(1) || !stdout.contains("step 3 `write pages 0 data 2`") {
+        return Err(format!("exit {:?}, stdout: {stdout}", out.status.code()).into());
+    }
+    Ok(())
+}

@@ -1,0 +1,358 @@
+//! Loading case files: YAML (one or more documents per file) into [`Case`]s, with every error
+//! located as file:line:column, and the checks serde cannot express (page ranges, names, modes).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::model::{Case, RegisterMode};
+use super::step::Op;
+use crate::kernel::memory::MemoryType;
+
+/// A case and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedCase {
+    /// The folder the file is in (e.g. `wp` for cases/wp/basic.yaml).
+    pub topic: String,
+    pub file: PathBuf,
+    pub case: Case,
+}
+
+impl LoadedCase {
+    /// `topic::case`, the prefix of its trials' names.
+    pub fn id(&self) -> String {
+        format!("{}::{}", self.topic, self.case.name)
+    }
+}
+
+/// A case file that cannot be used, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub file: PathBuf,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Loads every `.yaml`/`.yml` file under `path` (or the one file), sorted by path. Returns all
+/// errors, not just the first, so one run shows every broken file.
+pub fn load_path(path: &Path) -> Result<Vec<LoadedCase>, Vec<LoadError>> {
+    let mut files = Vec::new();
+    collect_files(path, &mut files).map_err(|e| {
+        vec![LoadError { file: path.to_path_buf(), line: 0, column: 0, message: e.to_string() }]
+    })?;
+    files.sort();
+    let mut cases = Vec::new();
+    let mut errors = Vec::new();
+    for file in &files {
+        match load_file(file) {
+            Ok(mut c) => cases.append(&mut c),
+            Err(e) => errors.push(e),
+        }
+    }
+    check_unique_names(&cases, &mut errors);
+    if errors.is_empty() {
+        Ok(cases)
+    } else {
+        Err(errors)
+    }
+}
+
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            collect_files(&entry?.path(), out)?;
+        }
+    } else if path.is_file() || !path.exists() {
+        let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+        if yaml || !path.exists() {
+            // A named file that does not exist reaches load_file and reports there.
+            out.push(path.to_path_buf());
+        }
+    }
+    Ok(())
+}
+
+fn topic_of(file: &Path) -> String {
+    file.parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("cases")
+        .to_string()
+}
+
+/// Loads one file; the first error found is returned.
+pub fn load_file(file: &Path) -> Result<Vec<LoadedCase>, LoadError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| LoadError { file: file.to_path_buf(), line: 0, column: 0, message: e.to_string() })?;
+    load_str(file, &text)
+}
+
+/// Loads the text of a case file named `file`.
+pub fn load_str(file: &Path, text: &str) -> Result<Vec<LoadedCase>, LoadError> {
+    let err_at = |line: u64, column: u64, message: String| LoadError { file: file.to_path_buf(), line, column, message };
+    let cases: Vec<Case> = serde_saphyr::from_multiple(text).map_err(|e| {
+        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        err_at(line, column, message_of(&e))
+    })?;
+    if cases.is_empty() {
+        return Err(err_at(1, 1, "the file holds no case".into()));
+    }
+    let topic = topic_of(file);
+    let mut out = Vec::new();
+    for (doc, case) in cases.into_iter().enumerate() {
+        if let Err((at, message)) = validate(&case) {
+            let (line, column) = locate(text, doc, &at);
+            return Err(err_at(line, column, format!("case `{}`: {message}", case.name)));
+        }
+        out.push(LoadedCase { topic: topic.clone(), file: file.to_path_buf(), case });
+    }
+    Ok(out)
+}
+
+/// The error's message without the location and snippet (we print our own location).
+fn message_of(e: &serde_saphyr::Error) -> String {
+    let full = e.to_string();
+    let mut msg = full.lines().next().unwrap_or_default().trim();
+    msg = msg.strip_prefix("error: ").unwrap_or(msg);
+    // serde-saphyr says "line L column C: ..." first; we print our own location.
+    if msg.starts_with("line ") {
+        if let Some((_, rest)) = msg.split_once(": ") {
+            msg = rest;
+        }
+    }
+    msg.to_string()
+}
+
+/// Where in a case a semantic error is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum At {
+    Field(&'static str),
+    Step(usize),
+}
+
+fn validate(case: &Case) -> Result<(), (At, String)> {
+    let name_ok = !case.name.is_empty()
+        && case.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !name_ok {
+        return Err((At::Field("name"), format!("name `{}` must be lower-case letters, digits and `-`", case.name)));
+    }
+    if case.about.trim().is_empty() {
+        return Err((At::Field("about"), "`about` must say what the case checks".into()));
+    }
+    if case.refs.is_empty() {
+        return Err((At::Field("refs"), "`refs` must name at least one source for the rule".into()));
+    }
+    if case.pages == 0 || case.pages > 512 {
+        return Err((At::Field("pages"), format!("pages must be 1 to 512, not {}", case.pages)));
+    }
+    if case.memory.is_empty() {
+        return Err((At::Field("memory"), "`memory` lists no memory type".into()));
+    }
+    let mut seen = Vec::new();
+    for m in &case.memory {
+        if seen.contains(m) {
+            return Err((At::Field("memory"), format!("memory type `{m}` is listed twice")));
+        }
+        seen.push(*m);
+    }
+    check_modes(&case.register, &case.memory).map_err(|m| (At::Field("register"), m))?;
+    if case.steps.is_empty() {
+        return Err((At::Field("steps"), "a case needs at least one step".into()));
+    }
+    for (i, step) in case.steps.iter().enumerate() {
+        validate_step(case, &step.op).map_err(|m| (At::Step(i), format!("step {}: {m}", i + 1)))?;
+        if let Some(only) = &step.only {
+            if let Some(m) = only.iter().find(|m| !case.memory.contains(m)) {
+                return Err((At::Step(i), format!("step {}: `only` names `{m}`, which the case does not run on", i + 1)));
+            }
+        }
+    }
+    if let Some(ef) = &case.expect_failure {
+        if ef.step == 0 || ef.step > case.steps.len() {
+            return Err((
+                At::Field("expect_failure"),
+                format!("expect_failure.step {} is not a step (1..={})", ef.step, case.steps.len()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_modes(modes: &[RegisterMode], memory: &[MemoryType]) -> Result<(), String> {
+    if modes.contains(&RegisterMode::Minor) && memory.contains(&MemoryType::Anon) {
+        return Err("register mode `minor` needs shmem or hugetlb memory; anon has no page cache (limit `memory`)".into());
+    }
+    Ok(())
+}
+
+fn validate_step(case: &Case, op: &Op) -> Result<(), String> {
+    let pages = match op {
+        Op::Write(a) | Op::Read(a) => &a.pages,
+        Op::Protect(r) | Op::Unprotect(r) | Op::Unregister(r) => &r.pages,
+        Op::Pagemap(p) => &p.pages,
+        Op::Register(r) => {
+            check_modes(&r.modes, &case.memory)?;
+            &r.pages
+        }
+    };
+    pages.resolve(case.pages)?;
+    if let Op::Pagemap(p) = op {
+        if [p.wp, p.present, p.swapped, p.file, p.exclusive].iter().all(Option::is_none) {
+            return Err("`pagemap` checks no bit: name at least one of wp, present, swapped, file, exclusive".into());
+        }
+    }
+    if let Op::Write(a) = op {
+        if a.data == Some(0) && !matches!(a.faults, super::faults::Faults::None) {
+            // Fine: zeroes can be written while faulting. Nothing to reject.
+        }
+    }
+    Ok(())
+}
+
+/// Names must be unique within a topic.
+fn check_unique_names(cases: &[LoadedCase], errors: &mut Vec<LoadError>) {
+    let mut first: HashMap<String, &LoadedCase> = HashMap::new();
+    for c in cases {
+        if let Some(prev) = first.get(&c.id()) {
+            let text = std::fs::read_to_string(&c.file).unwrap_or_default();
+            let doc = doc_index_of(&text, &c.case.name);
+            let (line, column) = locate(&text, doc, &At::Field("name"));
+            errors.push(LoadError {
+                file: c.file.clone(),
+                line,
+                column,
+                message: format!(
+                    "case name `{}` is used twice in topic `{}` (first in {})",
+                    c.case.name,
+                    c.topic,
+                    prev.file.display()
+                ),
+            });
+        } else {
+            first.insert(c.id(), c);
+        }
+    }
+}
+
+/// The document whose `name` is `name` (the last one, for a duplicate within one file).
+fn doc_index_of(text: &str, name: &str) -> usize {
+    #[derive(Deserialize)]
+    struct NameOnly {
+        #[serde(default)]
+        name: String,
+    }
+    serde_saphyr::from_multiple::<NameOnly>(text)
+        .ok()
+        .and_then(|docs| docs.iter().rposition(|d| d.name == name))
+        .unwrap_or(0)
+}
+
+/// Finds line and column of a field or step in document `doc`, by parsing again with spans
+/// (only on the error path, so loading stays one parse).
+fn locate(text: &str, doc: usize, at: &At) -> (u64, u64) {
+    #[derive(Deserialize)]
+    struct Locator {
+        name: Option<Spanned<IgnoredAny>>,
+        about: Option<Spanned<IgnoredAny>>,
+        refs: Option<Spanned<IgnoredAny>>,
+        memory: Option<Spanned<IgnoredAny>>,
+        register: Option<Spanned<IgnoredAny>>,
+        pages: Option<Spanned<IgnoredAny>>,
+        steps: Option<Vec<Spanned<IgnoredAny>>>,
+        expect_failure: Option<Spanned<IgnoredAny>>,
+    }
+    let Ok(docs) = serde_saphyr::from_multiple::<Locator>(text) else { return (1, 1) };
+    let Some(d) = docs.get(doc) else { return (1, 1) };
+    let loc = match at {
+        At::Step(i) => d.steps.as_ref().and_then(|s| s.get(*i)).map(|s| s.referenced),
+        At::Field(f) => match *f {
+            "name" => d.name.as_ref(),
+            "about" => d.about.as_ref(),
+            "refs" => d.refs.as_ref(),
+            "memory" => d.memory.as_ref(),
+            "register" => d.register.as_ref(),
+            "pages" => d.pages.as_ref(),
+            "expect_failure" => d.expect_failure.as_ref(),
+            _ => None,
+        }
+        .map(|s| s.referenced),
+    };
+    loc.map(|l| (l.line(), l.column())).unwrap_or((1, 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    const GOOD: &str = "\
+name: protect-then-write
+about: A write to a protected page faults once.
+refs: [{seed: '002'}]
+pages: 2
+steps:
+  - write: {pages: all}
+  - protect: {pages: 0}
+  - write: {pages: 0, data: 2, faults: wp}
+  - pagemap: {pages: 0, wp: false}
+    only: [anon]
+";
+
+    fn load(text: &str) -> Result<Vec<LoadedCase>, LoadError> {
+        load_str(Path::new("cases/wp/x.yaml"), text)
+    }
+
+    #[test]
+    fn loads_a_good_case() {
+        let cases = load(GOOD).unwrap();
+        assert_eq!(cases.len(), 1);
+        assert_eq!(cases[0].id(), "wp::protect-then-write");
+        assert_eq!(cases[0].case.memory.len(), 5);
+        assert_eq!(cases[0].case.steps.len(), 4);
+        assert_eq!(cases[0].case.steps[3].only, Some(vec![MemoryType::Anon]));
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let case = load(GOOD).unwrap().remove(0).case;
+        let json = serde_json::to_string(&case).unwrap();
+        let back: Case = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+    }
+
+    #[rstest]
+    #[case::yaml_syntax("name: [x\n", 1, "")]
+    #[case::unknown_field(&GOOD.replace("pages: 2", "pages: 2\ncolour: red"), 5, "unknown field `colour`")]
+    #[case::unknown_op(&GOOD.replace("- protect: {pages: 0}", "- protekt: {pages: 0}"), 7, "unknown field `protekt`")]
+    #[case::two_ops(&GOOD.replace("- protect: {pages: 0}", "- {protect: {pages: 0}, unprotect: {pages: 0}}"), 7, "exactly one operation")]
+    #[case::page_out_of_range(&GOOD.replace("- protect: {pages: 0}", "- protect: {pages: 5}"), 7, "page 5 is out of range")]
+    #[case::bad_memory(&GOOD.replace("pages: 2", "pages: 2\nmemory: [anon, ram]"), 5, "unknown variant `ram`")]
+    #[case::bad_feature(&GOOD.replace("pages: 2", "pages: 2\nfeatures: [wp_turbo]"), 5, "unknown variant `wp_turbo`")]
+    #[case::wrong_type(&GOOD.replace("pages: 2", "pages: two"), 4, "")]
+    #[case::bad_faults(&GOOD.replace("faults: wp", "faults: wpp"), 8, "unknown variant `wpp`")]
+    #[case::only_other_memory(&GOOD.replace("pages: 2", "pages: 2\nmemory: [shmem]"), 10, "does not run on")]
+    #[case::minor_on_anon(&GOOD.replace("pages: 2", "pages: 2\nregister: [minor]"), 0, "needs shmem or hugetlb")]
+    #[case::bad_errno(&GOOD.replace("- protect: {pages: 0}", "- protect: {pages: 0, errno: EWHAT}"), 7, "not an errno name")]
+    fn reports_errors_with_location(#[case] text: &str, #[case] line: u64, #[case] contains: &str) {
+        let err = load(text).unwrap_err();
+        if line > 0 {
+            assert_eq!(err.line, line, "{err}");
+        }
+        assert!(err.column > 0, "{err}");
+        assert!(err.to_string().contains(contains), "{err}");
+        assert!(err.to_string().starts_with("cases/wp/x.yaml:"), "{err}");
+    }
+}

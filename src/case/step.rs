@@ -1,0 +1,154 @@
+//! A step: a map with exactly one operation key (e.g. `write:`) and, optionally, `only:` to limit
+//! the step to some memory types where the kernel legitimately differs.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::de::{self, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::model::*;
+use crate::kernel::memory::MemoryType;
+
+/// Declares the operations once: the enum, their YAML keys, (de)serialization and schema.
+macro_rules! operations {
+    ($( $(#[doc = $doc:literal])* $variant:ident($body:ty) = $key:literal, )+) => {
+        /// One operation of a step.
+        #[derive(Debug, Clone)]
+        pub enum Op {
+            $( $(#[doc = $doc])* $variant($body), )+
+        }
+
+        pub const OP_KEYS: &[&str] = &[$($key,)+];
+        const STEP_KEYS: &[&str] = &[$($key,)+ "only"];
+
+        impl Op {
+            /// The operation's YAML key.
+            pub fn key(&self) -> &'static str {
+                match self { $( Op::$variant(_) => $key, )+ }
+            }
+
+            fn next_value<'de, A: MapAccess<'de>>(key: &str, map: &mut A) -> Result<Option<Op>, A::Error> {
+                Ok(Some(match key {
+                    $( $key => Op::$variant(map.next_value()?), )+
+                    _ => return Ok(None),
+                }))
+            }
+
+            fn serialize_entry<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
+                match self { $( Op::$variant(body) => map.serialize_entry($key, body), )+ }
+            }
+
+            fn schemas(gen: &mut SchemaGenerator) -> Vec<serde_json::Value> {
+                let only = gen.subschema_for::<Vec<MemoryType>>().to_value();
+                vec![$({
+                    let body = gen.subschema_for::<$body>().to_value();
+                    let doc: &[&str] = &[$($doc),*];
+                    serde_json::json!({
+                        "type": "object",
+                        "description": doc.join(" ").trim().to_string(),
+                        "properties": { $key: body, "only": only.clone() },
+                        "required": [$key],
+                        "additionalProperties": false
+                    })
+                },)+]
+            }
+        }
+    };
+}
+
+operations! {
+    /// Write whole pages with a data pattern; checks the faults raised.
+    Write(Access) = "write",
+    /// Read whole pages; checks the faults raised and, with `data`, the contents.
+    Read(Access) = "read",
+    /// UFFDIO_WRITEPROTECT with MODE_WP over the pages.
+    Protect(RangeOp) = "protect",
+    /// UFFDIO_WRITEPROTECT without MODE_WP over the pages (resolves and wakes).
+    Unprotect(RangeOp) = "unprotect",
+    /// Check /proc/self/pagemap bits of the pages.
+    Pagemap(PagemapExpect) = "pagemap",
+    /// UFFDIO_REGISTER of the pages with the given modes.
+    Register(RegisterOp) = "register",
+    /// UFFDIO_UNREGISTER of the pages.
+    Unregister(RangeOp) = "unregister",
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub op: Op,
+    /// Run the step only on these memory types (others skip the step, not the trial).
+    pub only: Option<Vec<MemoryType>>,
+}
+
+impl Step {
+    pub fn applies_to(&self, memory: MemoryType) -> bool {
+        self.only.as_ref().is_none_or(|o| o.contains(&memory))
+    }
+}
+
+impl Serialize for Step {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(1 + usize::from(self.only.is_some())))?;
+        self.op.serialize_entry(&mut map)?;
+        if let Some(only) = &self.only {
+            map.serialize_entry("only", only)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct StepVisitor;
+        impl<'de> Visitor<'de> for StepVisitor {
+            type Value = Step;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a step: a map with one operation ({}) and optionally `only`", OP_KEYS.join(", "))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Step, A::Error> {
+                let mut op: Option<Op> = None;
+                let mut only = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "only" {
+                        only = Some(map.next_value()?);
+                        continue;
+                    }
+                    match Op::next_value(&key, &mut map)? {
+                        Some(new) => {
+                            if let Some(old) = &op {
+                                return Err(de::Error::custom(format!(
+                                    "a step has exactly one operation, this one has `{}` and `{}`",
+                                    old.key(),
+                                    new.key()
+                                )));
+                            }
+                            op = Some(new);
+                        }
+                        None => return Err(de::Error::unknown_field(&key, STEP_KEYS)),
+                    }
+                }
+                let op = op.ok_or_else(|| {
+                    de::Error::custom(format!("a step needs an operation: one of {}", OP_KEYS.join(", ")))
+                })?;
+                Ok(Step { op, only })
+            }
+        }
+        d.deserialize_map(StepVisitor)
+    }
+}
+
+impl JsonSchema for Step {
+    fn schema_name() -> Cow<'static, str> {
+        "Step".into()
+    }
+    fn json_schema(gen: &mut SchemaGenerator) -> Schema {
+        let schema = serde_json::json!({
+            "description": "A step: exactly one operation key, and optionally `only` (memory types the step runs on).",
+            "oneOf": Op::schemas(gen)
+        });
+        Schema::try_from(schema).expect("a schema object")
+    }
+}

@@ -1,0 +1,206 @@
+//! The `uffd-conform` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::case::{load_path, LoadedCase};
+use crate::kernel::features::Feature;
+use crate::kernel::probe::Probe;
+use crate::kernel::uapi::IOCTL_NAMES;
+use crate::plan::{plan, PlannedTrial};
+use crate::{provision, report, run};
+
+#[derive(Parser)]
+#[command(name = "uffd-conform", version, about = "Conformance suite for Linux userfaultfd write-protect behaviour")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run cases against the running kernel (default: the cases/ folder).
+    Run(RunArgs),
+    /// List the trials the cases make (topic::case::memory).
+    List(Select),
+    /// Show what the running kernel and machine offer.
+    Probe {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON Schema of the case format.
+    Schema,
+}
+
+#[derive(Args)]
+pub struct Select {
+    /// Case files or folders.
+    pub paths: Vec<PathBuf>,
+    /// Only trials whose name contains one of these strings.
+    #[arg(long, short = 'f')]
+    pub filter: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub select: Select,
+    /// Do not provision huge pages or swap (trials that need them skip).
+    #[arg(long)]
+    pub no_provision: bool,
+    /// Trials run at once (default: the number of cores).
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// Print a line for every trial, not just failures.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
+/// Exit codes: 0 all passed or skipped, 1 a trial failed, 2 the suite could not run.
+pub fn main(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Run(args) => run_command(args),
+        Command::List(select) => match select_trials(&select) {
+            Ok(trials) => {
+                for t in trials {
+                    println!("{}", t.name);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Probe { json } => {
+            let probe = Probe::run();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&probe).expect("probe serializes"));
+            } else {
+                print!("{}", describe_probe(&probe));
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Schema => {
+            print!("{}", crate::case::json_schema());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// The cases/ folder: in the current directory, or the one this binary was built from.
+pub fn default_cases_dir() -> PathBuf {
+    let here = Path::new("cases");
+    if here.is_dir() {
+        here.to_path_buf()
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("cases")
+    }
+}
+
+/// Loads cases from `paths`, reporting every error; None when any file is bad.
+pub fn load_all(paths: &[PathBuf]) -> Option<Vec<LoadedCase>> {
+    let mut cases = Vec::new();
+    let mut ok = true;
+    for path in paths {
+        match load_path(path) {
+            Ok(mut c) => cases.append(&mut c),
+            Err(errors) => {
+                ok = false;
+                for e in errors {
+                    eprintln!("error: {e}");
+                }
+            }
+        }
+    }
+    ok.then_some(cases)
+}
+
+fn select_trials(select: &Select) -> Result<Vec<PlannedTrial>, ExitCode> {
+    let paths = if select.paths.is_empty() { vec![default_cases_dir()] } else { select.paths.clone() };
+    let cases = load_all(&paths).ok_or(ExitCode::from(2))?;
+    let trials: Vec<PlannedTrial> = plan(&cases)
+        .into_iter()
+        .filter(|t| select.filter.is_empty() || select.filter.iter().any(|f| t.name.contains(f.as_str())))
+        .collect();
+    Ok(trials)
+}
+
+fn run_command(args: RunArgs) -> ExitCode {
+    let trials = match select_trials(&args.select) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    if trials.is_empty() {
+        eprintln!("error: no trial selected");
+        return ExitCode::from(2);
+    }
+    let mut probe = Probe::run();
+    let guard = (!args.no_provision).then(|| provision::provision(run::request_for(&trials), &mut probe));
+    for note in guard.iter().flat_map(|g| g.notes.iter()) {
+        eprintln!("provision: {note}");
+    }
+    eprintln!(
+        "uffd-conform: {} trials on Linux {} ({} jobs)",
+        trials.len(),
+        probe.kernel_release,
+        args.jobs.unwrap_or_else(run::default_jobs)
+    );
+    let verbose = args.verbose;
+    let results = run::run_all(&trials, &probe, args.jobs.unwrap_or_else(run::default_jobs), &|r| {
+        if verbose || r.verdict.is_failure() {
+            println!("{}", report::trial_line(r));
+        }
+    });
+    drop(guard);
+    print!("{}", report::summary(&results));
+    if report::counts(&results).failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The probe as text.
+pub fn describe_probe(p: &Probe) -> String {
+    let mut out = format!("kernel: {} {}\n", p.kernel_release, p.kernel_version);
+    match &p.uffd {
+        Ok(caps) => {
+            out += &format!(
+                "userfaultfd: available{}\nfeatures: 0x{:x}\n",
+                if caps.user_mode_only { " (UFFD_USER_MODE_ONLY only)" } else { "" },
+                caps.features
+            );
+            for f in Feature::ALL {
+                let mark = if caps.features & f.bit() != 0 { "yes" } else { "no " };
+                out += &format!("  {mark} {}\n", f.kernel_name());
+            }
+            let ioctls: Vec<&str> =
+                IOCTL_NAMES.iter().filter(|(b, _)| caps.ioctls & (1 << b) != 0).map(|(_, n)| *n).collect();
+            out += &format!("ioctls: {}\n", ioctls.join(" "));
+        }
+        Err(e) => out += &format!("userfaultfd: unavailable: {e}\n"),
+    }
+    out += &format!(
+        "/dev/userfaultfd: {}\n",
+        match &p.dev_userfaultfd {
+            Ok(()) => "available".to_string(),
+            Err(e) => e.clone(),
+        }
+    );
+    out += &format!(
+        "huge pages: {} kB, {} total, {} free\nswap: {} kB\nroot: {}\nvm.unprivileged_userfaultfd: {}\npagemap bit 57 (uffd-wp): {}\n",
+        p.huge_page_size / 1024,
+        p.huge_pages_total,
+        p.huge_pages_free,
+        p.swap_total_kib,
+        p.is_root,
+        p.unprivileged_userfaultfd.map(|v| v.to_string()).unwrap_or_else(|| "unknown".into()),
+        match p.pagemap_wp_bit {
+            Some(true) => "shown",
+            Some(false) => "not shown",
+            None => "not probed",
+        }
+    );
+    out
+}

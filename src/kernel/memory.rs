@@ -1,0 +1,190 @@
+//! The five memory backends a case runs on, and the mapped area a trial works in.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::ptr::NonNull;
+
+use nix::errno::Errno;
+use nix::sys::mman::{mmap, mmap_anonymous, munmap, MapFlags, ProtFlags};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A kind of memory, as named in cases and trial names.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemoryType {
+    /// Private anonymous memory (mmap MAP_PRIVATE|MAP_ANONYMOUS).
+    Anon,
+    /// A memfd mapped MAP_SHARED.
+    Shmem,
+    /// A memfd mapped MAP_PRIVATE (reads map the page cache, writes copy on write).
+    ShmemPrivate,
+    /// A hugetlb memfd (MFD_HUGETLB, default huge page size) mapped MAP_SHARED.
+    Hugetlb,
+    /// A hugetlb memfd mapped MAP_PRIVATE.
+    HugetlbPrivate,
+}
+
+impl MemoryType {
+    pub const ALL: [MemoryType; 5] = [
+        MemoryType::Anon,
+        MemoryType::Shmem,
+        MemoryType::ShmemPrivate,
+        MemoryType::Hugetlb,
+        MemoryType::HugetlbPrivate,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MemoryType::Anon => "anon",
+            MemoryType::Shmem => "shmem",
+            MemoryType::ShmemPrivate => "shmem-private",
+            MemoryType::Hugetlb => "hugetlb",
+            MemoryType::HugetlbPrivate => "hugetlb-private",
+        }
+    }
+
+    pub fn is_hugetlb(self) -> bool {
+        matches!(self, MemoryType::Hugetlb | MemoryType::HugetlbPrivate)
+    }
+
+    pub fn is_shmem(self) -> bool {
+        matches!(self, MemoryType::Shmem | MemoryType::ShmemPrivate)
+    }
+
+    /// Backed by a file (memfd), so it has a page cache and can be mapped twice.
+    pub fn has_file(self) -> bool {
+        self != MemoryType::Anon
+    }
+
+    pub fn is_shared(self) -> bool {
+        matches!(self, MemoryType::Shmem | MemoryType::Hugetlb)
+    }
+}
+
+impl std::fmt::Display for MemoryType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A mapping of `pages` pages of one memory type. Unmapped on drop.
+pub struct Area {
+    pub memory: MemoryType,
+    pub page_size: usize,
+    pub pages: usize,
+    base: NonNull<libc::c_void>,
+    memfd: Option<memfd::Memfd>,
+    /// A second, shared mapping of the same file (for filling the page cache behind the
+    /// registered mapping's back); made on demand.
+    alias: Option<(NonNull<libc::c_void>, usize)>,
+}
+
+fn errno_of(e: std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+impl Area {
+    /// Maps a new area. `huge_page_size` is the default hugetlb page size (for hugetlb types).
+    pub fn map(memory: MemoryType, pages: usize, huge_page_size: usize) -> Result<Area, Errno> {
+        let page_size = if memory.is_hugetlb() { huge_page_size } else { super::pagemap::base_page_size() };
+        let len = pages * page_size;
+        let length = std::num::NonZeroUsize::new(len).ok_or(Errno::EINVAL)?;
+        let prot = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
+        let (base, memfd) = if memory == MemoryType::Anon {
+            // SAFETY: a fresh anonymous mapping aliases nothing.
+            let base = unsafe { mmap_anonymous(None, length, prot, MapFlags::MAP_PRIVATE) }?;
+            (base, None)
+        } else {
+            let mut opts = memfd::MemfdOptions::default().close_on_exec(true);
+            if memory.is_hugetlb() {
+                opts = opts.hugetlb(Some(memfd::HugetlbSize::Huge2MB).filter(|_| huge_page_size == 2 << 20));
+            }
+            let fd = opts.create("uffd-conform").map_err(|e| match e {
+                memfd::Error::Create(io) => errno_of(io),
+                memfd::Error::AddSeals(io) | memfd::Error::GetSeals(io) => errno_of(io),
+            })?;
+            fd.as_file().set_len(len as u64).map_err(errno_of)?;
+            let flags = if memory.is_shared() { MapFlags::MAP_SHARED } else { MapFlags::MAP_PRIVATE };
+            // SAFETY: a fresh mapping of a file only this trial uses.
+            let base = unsafe { mmap(None, length, prot, flags, fd.as_file().as_fd(), 0) }?;
+            (base, Some(fd))
+        };
+        let area = Area { memory, page_size, pages, base, memfd, alias: None };
+        if !memory.is_hugetlb() {
+            // Keep base pages base pages unless a case asks for THP: a kernel configured
+            // THP=always must not turn page-level expectations into huge-page ones.
+            // SAFETY: advice on our own mapping.
+            unsafe { libc::madvise(area.base.as_ptr(), len, libc::MADV_NOHUGEPAGE) };
+        }
+        Ok(area)
+    }
+
+    pub fn len(&self) -> usize {
+        self.pages * self.page_size
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pages == 0
+    }
+
+    pub fn base(&self) -> usize {
+        self.base.as_ptr() as usize
+    }
+
+    pub fn page_addr(&self, page: usize) -> usize {
+        self.base() + page * self.page_size
+    }
+
+    /// The page index holding `addr`, if it is inside the area.
+    pub fn page_of(&self, addr: usize) -> Option<usize> {
+        (addr >= self.base() && addr < self.base() + self.len()).then(|| (addr - self.base()) / self.page_size)
+    }
+
+    /// The memfd behind the area, if any.
+    pub fn memfd_raw(&self) -> Option<i32> {
+        self.memfd.as_ref().map(|m| m.as_file().as_raw_fd())
+    }
+
+    /// A second MAP_SHARED mapping of the area's file, not registered with userfaultfd.
+    pub fn alias(&mut self) -> Result<usize, Errno> {
+        if let Some((a, _)) = self.alias {
+            return Ok(a.as_ptr() as usize);
+        }
+        let fd = self.memfd.as_ref().ok_or(Errno::EINVAL)?;
+        let length = std::num::NonZeroUsize::new(self.len()).ok_or(Errno::EINVAL)?;
+        // SAFETY: a fresh shared mapping of our own memfd.
+        let a = unsafe {
+            mmap(
+                None,
+                length,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                fd.as_file().as_fd(),
+                0,
+            )
+        }?;
+        self.alias = Some((a, self.len()));
+        Ok(a.as_ptr() as usize)
+    }
+
+    /// Forgets the mapping without unmapping it (a case unmapped it itself).
+    pub fn forget_mapping(&mut self) {
+        self.pages = 0;
+    }
+}
+
+impl Drop for Area {
+    fn drop(&mut self) {
+        // SAFETY: we own these mappings; nothing borrows them past the area's life.
+        unsafe {
+            if self.pages > 0 {
+                let _ = munmap(self.base, self.len());
+            }
+            if let Some((a, len)) = self.alias {
+                let _ = munmap(a, len);
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The kernel interface: our own uapi, a userfaultfd wrapper, pagemap, memory backends, probing.
+
+pub mod features;
+pub mod memory;
+pub mod pagemap;
+pub mod probe;
+pub mod uapi;
+pub mod uffd;

@@ -1,0 +1,17 @@
+//! uffd-conform: a conformance suite for Linux userfaultfd write-protect behaviour.
+//!
+//! - [`case`]: the case format and its loader.
+//! - [`kernel`]: the kernel interface (uapi, userfaultfd, pagemap, memory backends, probing).
+//! - [`trial`]: one case on one memory type, run in a fresh process.
+//! - [`plan`]: which trials a run has, and which of them the machine can run.
+//! - [`provision`]: huge pages and swap for a run, restored afterwards.
+//! - [`report`]: verdicts for people.
+
+pub mod case;
+pub mod cli;
+pub mod kernel;
+pub mod plan;
+pub mod provision;
+pub mod report;
+pub mod run;
+pub mod trial;

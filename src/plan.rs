@@ -1,0 +1,145 @@
+//! A run's plan: every case on every memory type it applies to, with what each trial needs
+//! (features, huge pages, swap, privileges) and, when the machine cannot give it, why it skips.
+
+use std::sync::Arc;
+
+use crate::case::model::{Need, RegisterMode};
+use crate::case::{LoadedCase, Op};
+use crate::kernel::features::{mask, Feature};
+use crate::kernel::memory::MemoryType;
+use crate::kernel::probe::Probe;
+use crate::trial::record::TrialSpec;
+
+/// One case on one memory type.
+#[derive(Debug, Clone)]
+pub struct PlannedTrial {
+    /// `topic::case::memory`.
+    pub name: String,
+    pub case: Arc<LoadedCase>,
+    pub memory: MemoryType,
+    /// Features requested in UFFDIO_API: the case's and those its memory and modes imply.
+    pub features: Vec<Feature>,
+    pub huge_pages: u64,
+    pub needs_swap: bool,
+    pub needs_root: bool,
+}
+
+impl PlannedTrial {
+    pub fn topic(&self) -> &str {
+        &self.case.topic
+    }
+
+    /// Why the machine cannot run this trial, or None.
+    pub fn skip_reason(&self, probe: &Probe) -> Option<String> {
+        let caps = match &probe.uffd {
+            Ok(c) => c,
+            Err(e) => return Some(e.clone()),
+        };
+        let missing: Vec<String> =
+            self.features.iter().filter(|f| caps.features & f.bit() == 0).map(|f| f.kernel_name()).collect();
+        if !missing.is_empty() {
+            return Some(format!("kernel lacks {} (UFFDIO_API does not offer it)", missing.join(", ")));
+        }
+        if self.needs_root && !probe.is_root {
+            return Some("needs root".into());
+        }
+        if self.huge_pages > probe.huge_pages_free {
+            return Some(format!(
+                "needs {} free {} kB huge pages, {} are free (run as root so the suite provisions them, or raise vm.nr_hugepages)",
+                self.huge_pages,
+                probe.huge_page_size / 1024,
+                probe.huge_pages_free
+            ));
+        }
+        if self.needs_swap && probe.swap_total_kib == 0 {
+            return Some("needs swap and none is configured (run as root so the suite provisions it, or add a swap device)".into());
+        }
+        if self.features.contains(&Feature::EventFork) && !probe.is_root {
+            return Some("UFFD_FEATURE_EVENT_FORK needs CAP_SYS_PTRACE (run as root)".into());
+        }
+        None
+    }
+
+    pub fn spec(&self, probe: &Probe) -> TrialSpec {
+        TrialSpec {
+            case: self.case.case.clone(),
+            memory: self.memory,
+            features: mask(&self.features),
+            huge_page_size: probe.huge_page_size,
+            user_mode_only: probe.uffd.as_ref().map(|c| c.user_mode_only).unwrap_or(false),
+        }
+    }
+}
+
+/// Expands cases into trials, in case order then memory order.
+pub fn plan(cases: &[LoadedCase]) -> Vec<PlannedTrial> {
+    let mut trials = Vec::new();
+    for case in cases {
+        let shared = Arc::new(case.clone());
+        for &memory in &case.case.memory {
+            trials.push(plan_one(shared.clone(), memory));
+        }
+    }
+    trials
+}
+
+fn plan_one(case: Arc<LoadedCase>, memory: MemoryType) -> PlannedTrial {
+    let c = &case.case;
+    let mut modes: Vec<RegisterMode> = c.register.clone();
+    for step in c.steps.iter().filter(|s| s.applies_to(memory)) {
+        if let Op::Register(r) = &step.op {
+            modes.extend(&r.modes);
+        }
+    }
+    let mut features = c.features.clone();
+    features.extend(implied_features(memory, &modes));
+    features.sort();
+    features.dedup();
+    PlannedTrial {
+        name: format!("{}::{}::{}", case.topic, c.name, memory),
+        memory,
+        features,
+        // Private hugetlb may hold a page cache page and a private copy of each page.
+        huge_pages: if memory.is_hugetlb() { 2 * c.pages as u64 } else { 0 },
+        needs_swap: c.needs.contains(&Need::Swap),
+        needs_root: c.needs.contains(&Need::Root),
+        case,
+    }
+}
+
+/// Features a register mode needs on a memory type (gate on bits, never on versions).
+pub fn implied_features(memory: MemoryType, modes: &[RegisterMode]) -> Vec<Feature> {
+    let mut f = Vec::new();
+    for mode in modes {
+        match (mode, memory.is_hugetlb(), memory.is_shmem()) {
+            (RegisterMode::Wp, false, false) => f.push(Feature::PagefaultFlagWp),
+            (RegisterMode::Wp, _, _) => f.extend([Feature::PagefaultFlagWp, Feature::WpHugetlbfsShmem]),
+            (RegisterMode::Missing, true, _) => f.push(Feature::MissingHugetlbfs),
+            (RegisterMode::Missing, _, true) => f.push(Feature::MissingShmem),
+            (RegisterMode::Minor, true, _) => f.push(Feature::MinorHugetlbfs),
+            (RegisterMode::Minor, _, true) => f.push(Feature::MinorShmem),
+            _ => {}
+        }
+    }
+    f
+}
+
+/// The largest huge page count any one trial needs (hugetlb trials run one at a time).
+pub fn max_huge_pages(trials: &[PlannedTrial]) -> u64 {
+    trials.iter().map(|t| t.huge_pages).max().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wp_on_shmem_and_hugetlb_needs_the_feature_bit() {
+        assert_eq!(implied_features(MemoryType::Anon, &[RegisterMode::Wp]), vec![Feature::PagefaultFlagWp]);
+        for m in [MemoryType::Shmem, MemoryType::ShmemPrivate, MemoryType::Hugetlb, MemoryType::HugetlbPrivate] {
+            assert!(implied_features(m, &[RegisterMode::Wp]).contains(&Feature::WpHugetlbfsShmem));
+        }
+        assert_eq!(implied_features(MemoryType::Hugetlb, &[RegisterMode::Minor]), vec![Feature::MinorHugetlbfs]);
+        assert_eq!(implied_features(MemoryType::Anon, &[RegisterMode::Missing]), vec![]);
+    }
+}

@@ -1,0 +1,194 @@
+//! Huge pages and swap for a run, and putting the machine back as it was: on normal exit, on
+//! failure (drop), and on SIGINT/SIGTERM. Every change is recorded as an [`Undo`] first.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::kernel::probe::Probe;
+
+const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
+const SWAP_BYTES: u64 = 512 << 20;
+
+/// What a run needs from the machine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request {
+    pub huge_pages: u64,
+    pub swap: bool,
+}
+
+/// One change to undo.
+#[derive(Debug)]
+enum Undo {
+    HugePages { original: u64 },
+    Zram { id: u32 },
+    SwapFile { path: PathBuf },
+}
+
+static UNDO: Mutex<Vec<Undo>> = Mutex::new(Vec::new());
+
+fn undo_list() -> std::sync::MutexGuard<'static, Vec<Undo>> {
+    UNDO.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Restores everything on drop.
+pub struct Guard {
+    /// What was done, for the run's log.
+    pub notes: Vec<String>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+/// Provisions what `req` asks for that the machine lacks. Needs root; otherwise it changes
+/// nothing and the trials that need it skip with their reason.
+pub fn provision(req: Request, probe: &mut Probe) -> Guard {
+    install_signal_restore();
+    let mut notes = Vec::new();
+    if !probe.is_root {
+        if req.huge_pages > probe.huge_pages_free || (req.swap && probe.swap_total_kib == 0) {
+            notes.push("not root: huge pages and swap are not provisioned".into());
+        }
+        return Guard { notes };
+    }
+    if req.huge_pages > probe.huge_pages_free {
+        match add_huge_pages(req.huge_pages - probe.huge_pages_free) {
+            Ok(n) => notes.push(n),
+            Err(e) => notes.push(format!("huge pages: {e}")),
+        }
+    }
+    if req.swap && probe.swap_total_kib == 0 {
+        match add_zram_swap().or_else(|zram| add_swap_file().map_err(|file| format!("{zram}; {file}"))) {
+            Ok(n) => notes.push(n),
+            Err(e) => notes.push(format!("swap: {e}")),
+        }
+    }
+    probe.refresh_pools();
+    Guard { notes }
+}
+
+fn read_u64(path: &str) -> Result<u64, String> {
+    fs::read_to_string(path)
+        .map_err(|e| format!("{path}: {e}"))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("{path}: {e}"))
+}
+
+fn write_str(path: impl AsRef<Path>, value: &str) -> Result<(), String> {
+    fs::write(path.as_ref(), value).map_err(|e| format!("write {value:?} to {}: {e}", path.as_ref().display()))
+}
+
+fn add_huge_pages(extra: u64) -> Result<String, String> {
+    let original = read_u64(NR_HUGEPAGES)?;
+    undo_list().push(Undo::HugePages { original });
+    write_str(NR_HUGEPAGES, &(original + extra).to_string())?;
+    let now = read_u64(NR_HUGEPAGES)?;
+    Ok(format!("vm.nr_hugepages {original} -> {now} (restored afterwards)"))
+}
+
+fn add_zram_swap() -> Result<String, String> {
+    let id: u32 = fs::read_to_string("/sys/class/zram-control/hot_add")
+        .map_err(|e| format!("zram: {e}"))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("zram hot_add: {e}"))?;
+    undo_list().push(Undo::Zram { id });
+    write_str(format!("/sys/block/zram{id}/disksize"), &SWAP_BYTES.to_string())?;
+    let dev = PathBuf::from(format!("/dev/zram{id}"));
+    write_swap_header(&dev, SWAP_BYTES)?;
+    swapon(&dev)?;
+    Ok(format!("swap on {} ({} MiB zram, removed afterwards)", dev.display(), SWAP_BYTES >> 20))
+}
+
+fn add_swap_file() -> Result<String, String> {
+    let path = std::env::temp_dir().join(format!("uffd-conform-swap.{}", std::process::id()));
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    undo_list().push(Undo::SwapFile { path: path.clone() });
+    nix::fcntl::fallocate(&file, nix::fcntl::FallocateFlags::empty(), 0, SWAP_BYTES as i64)
+        .map_err(|e| format!("fallocate {}: {}", path.display(), e.desc()))?;
+    drop(file);
+    write_swap_header(&path, SWAP_BYTES)?;
+    swapon(&path)?;
+    Ok(format!("swap on {} ({} MiB file, removed afterwards)", path.display(), SWAP_BYTES >> 20))
+}
+
+/// Writes a version-1 swap header (what mkswap writes), so no util-linux is needed (the VM
+/// guest has none).
+pub fn write_swap_header(path: &Path, bytes: u64) -> Result<(), String> {
+    let page = crate::kernel::pagemap::base_page_size();
+    let mut header = vec![0u8; page];
+    let last_page = (bytes / page as u64 - 1) as u32;
+    header[1024..1028].copy_from_slice(&1u32.to_ne_bytes()); // version
+    header[1028..1032].copy_from_slice(&last_page.to_ne_bytes());
+    header[page - 10..].copy_from_slice(b"SWAPSPACE2");
+    let mut f = OpenOptions::new().write(true).open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all_at(&header, 0).map_err(|e| format!("write swap header to {}: {e}", path.display()))?;
+    f.flush().map_err(|e| e.to_string())?;
+    f.sync_all().map_err(|e| e.to_string())
+}
+
+fn cpath(path: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL in a path")
+}
+
+fn swapon(path: &Path) -> Result<(), String> {
+    // Highest priority, so MADV_PAGEOUT uses it before any swap the machine already has.
+    const SWAP_FLAG_PREFER: i32 = 0x8000; // <linux/swap.h>
+    let flags = SWAP_FLAG_PREFER | 32767;
+    // SAFETY: a valid C string and flags.
+    let ret = unsafe { libc::swapon(cpath(path).as_ptr(), flags) };
+    nix::errno::Errno::result(ret).map(drop).map_err(|e| format!("swapon {}: {}", path.display(), e.desc()))
+}
+
+fn swapoff(path: &Path) {
+    // SAFETY: a valid C string.
+    unsafe { libc::swapoff(cpath(path).as_ptr()) };
+}
+
+/// Undoes every recorded change, newest first. Safe to call more than once.
+pub fn restore() {
+    let mut list = undo_list();
+    while let Some(undo) = list.pop() {
+        match undo {
+            Undo::HugePages { original } => {
+                let _ = write_str(NR_HUGEPAGES, &original.to_string());
+            }
+            Undo::Zram { id } => {
+                swapoff(Path::new(&format!("/dev/zram{id}")));
+                let _ = write_str(format!("/sys/block/zram{id}/reset"), "1");
+                let _ = write_str("/sys/class/zram-control/hot_remove", &id.to_string());
+            }
+            Undo::SwapFile { path } => {
+                swapoff(&path);
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+}
+
+/// On SIGINT/SIGTERM/SIGHUP: restore the machine, then exit as the signal would.
+fn install_signal_restore() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else { return };
+        std::thread::spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                restore();
+                eprintln!("uffd-conform: interrupted by signal {sig}; machine restored");
+                std::process::exit(128 + sig);
+            }
+        });
+    });
+}

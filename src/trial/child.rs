@@ -1,0 +1,44 @@
+//! The trial process: the runner re-executes its own binary with [`CHILD_ENV`] set, sends a
+//! [`TrialSpec`] on stdin, and reads [`ChildLine`]s from stdout.
+
+use std::io::{Read, Write};
+
+use super::exec;
+use super::record::{ChildLine, TrialSpec};
+
+/// Set in the environment of a trial process.
+pub const CHILD_ENV: &str = "UFFD_CONFORM_TRIAL_PROCESS";
+
+/// If this process is a trial process, runs the trial and exits; otherwise returns.
+/// Call it first in `main` of every binary that runs trials.
+pub fn run_if_child() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    // Die with the runner: a trial stuck on a fault must not outlive it.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) has no memory-safety preconditions.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        eprintln!("trial process: cannot read its spec: {e}");
+        std::process::exit(3);
+    }
+    let spec: TrialSpec = match serde_json::from_str(&input) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("trial process: bad spec: {e}");
+            std::process::exit(3);
+        }
+    };
+    let mut progress = |step: usize| emit(&ChildLine::Step(step));
+    let report = exec::run(&spec, &mut progress);
+    emit(&ChildLine::Report(report));
+    std::process::exit(0);
+}
+
+fn emit(line: &ChildLine) {
+    let mut out = std::io::stdout().lock();
+    let text = serde_json::to_string(line).expect("a child line serializes");
+    // A closed stdout means the runner is gone; nothing is left to tell.
+    let _ = writeln!(out, "{text}").and_then(|_| out.flush());
+}

@@ -1,0 +1,15 @@
+//! One trial: one case on one memory type, run in a fresh process.
+//!
+//! - [`record`]: the spec a trial process gets and the report it gives back.
+//! - [`child`]: the trial process's entry point.
+//! - [`exec`], [`handler`], [`data`]: running steps, serving faults, page contents.
+//! - [`spawn`]: the runner's side: start the process, enforce the time limit, read the report.
+//! - [`verdict`]: what a trial's result means (pass, fail, skip) and how it reads.
+
+pub mod child;
+pub mod data;
+pub mod exec;
+pub mod handler;
+pub mod record;
+pub mod spawn;
+pub mod verdict;

@@ -1,0 +1,123 @@
+//! The runner's side of a trial: start a fresh process, enforce the time limit, and turn what
+//! the process said (or how it died) into a [`TrialResult`].
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::child::CHILD_ENV;
+use super::record::{ChildLine, TrialReport, TrialSpec};
+use super::verdict::{FailKind, TrialResult, Verdict};
+
+/// How much of a trial's stderr is kept for the report.
+const STDERR_KEEP: usize = 16 * 1024;
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs `spec` in a fresh process of the current executable.
+pub fn run_trial(name: &str, spec: &TrialSpec, timeout: Duration) -> TrialResult {
+    let started = Instant::now();
+    let (verdict, report, stderr) = run_process(spec, timeout);
+    TrialResult {
+        name: name.to_string(),
+        memory: spec.memory,
+        verdict,
+        duration: started.elapsed(),
+        report,
+        stderr,
+    }
+}
+
+fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialReport>, String) {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return (Verdict::fail(FailKind::Error, format!("cannot find own executable: {e}")), None, String::new()),
+    };
+    let mut child = match Command::new(exe)
+        .env(CHILD_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return (Verdict::fail(FailKind::Error, format!("cannot start the trial process: {e}")), None, String::new()),
+    };
+    let pid = child.id() as i32;
+    let input = serde_json::to_vec(spec).expect("a trial spec serializes");
+    if let Some(mut stdin) = child.stdin.take() {
+        // A child that died at once shows up below; the write error adds nothing.
+        let _ = stdin.write_all(&input);
+    }
+    let (tx, rx) = mpsc::channel::<ChildLine>();
+    let stdout = child.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(parsed) = serde_json::from_str::<ChildLine>(&line) {
+                if tx.send(parsed).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+    let stderr_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr_pipe.read_to_end(&mut buf);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let cut = text.len().saturating_sub(STDERR_KEEP);
+        text[text.ceil_char_boundary(cut)..].to_string()
+    });
+
+    let deadline = Instant::now() + timeout;
+    let mut last_step = 0;
+    let mut report = None;
+    let mut timed_out = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(ChildLine::Step(n)) => last_step = n,
+            Ok(ChildLine::Report(r)) => report = Some(r),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                timed_out = true;
+                break;
+            }
+        }
+    }
+    // Kill the whole group: the trial and anything it forked.
+    // SAFETY: kill(2) on our child's own process group.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    let status = child.wait();
+    let _ = reader.join();
+    let stderr = stderr_reader.join().unwrap_or_default();
+    let at = |n: usize| if n == 0 { "during setup".to_string() } else { format!("at step {n}") };
+
+    if timed_out && report.is_none() {
+        let msg = format!("TIMEOUT: no result after {:.1} s, {} (the trial was killed)", timeout.as_secs_f64(), at(last_step));
+        return (Verdict::fail(FailKind::Timeout, msg), None, stderr);
+    }
+    if let Some(r) = report {
+        return (Verdict::from_report(&r), Some(r), stderr);
+    }
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => return (Verdict::fail(FailKind::Error, format!("cannot wait for the trial: {e}")), None, stderr),
+    };
+    let tail = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+    let msg = match (status.signal(), status.code()) {
+        (Some(sig), _) => {
+            let name = nix::sys::signal::Signal::try_from(sig).map(|s| s.as_str().to_string()).unwrap_or(sig.to_string());
+            format!("SIGNAL: the trial process was killed by {name} {}", at(last_step))
+        }
+        (None, Some(code)) => format!("the trial process exited with code {code} {} without a result", at(last_step)),
+        _ => format!("the trial process ended {} without a result", at(last_step)),
+    };
+    let kind = if status.signal().is_some() { FailKind::Signal } else { FailKind::Error };
+    let msg = if tail.is_empty() { msg } else { format!("{msg}\n{tail}") };
+    (Verdict::fail(kind, msg), None, stderr)
+}

@@ -1,0 +1,134 @@
+//! What a trial's result means, and how it reads for a person.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::record::{Failure, Outcome, TrialReport};
+use crate::case::model::ExpectFailure;
+use crate::kernel::memory::MemoryType;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailKind {
+    /// A check saw something other than what the case expects.
+    Mismatch,
+    /// The trial did not finish in time.
+    Timeout,
+    /// The trial process died of a signal.
+    Signal,
+    /// The trial could not be run to the end for another reason.
+    Error,
+    /// A meta-test's deliberately wrong case did not fail as it should.
+    Meta,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Fail { kind: FailKind, message: String },
+    Skip { reason: String },
+}
+
+impl Verdict {
+    pub fn fail(kind: FailKind, message: impl Into<String>) -> Verdict {
+        Verdict::Fail { kind, message: message.into() }
+    }
+
+    pub fn from_report(report: &TrialReport) -> Verdict {
+        match &report.outcome {
+            Outcome::Pass => Verdict::Pass,
+            Outcome::Skip(reason) => Verdict::Skip { reason: reason.clone() },
+            Outcome::Fail(f) => Verdict::fail(FailKind::Mismatch, describe_failure(f)),
+        }
+    }
+
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Verdict::Fail { .. })
+    }
+
+    /// Judges a meta-test: it passes when the trial failed at the expected step with every
+    /// expected string in its message.
+    pub fn judge_meta(self, expect: &ExpectFailure) -> Verdict {
+        let wanted_step = format!("step {} ", expect.step);
+        match self {
+            Verdict::Fail { kind: FailKind::Mismatch, message }
+                if message.starts_with(&wanted_step) && expect.contains.iter().all(|s| message.contains(s.as_str())) =>
+            {
+                Verdict::Pass
+            }
+            Verdict::Skip { reason } => Verdict::Skip { reason },
+            other => {
+                let got = match &other {
+                    Verdict::Pass => "it passed".to_string(),
+                    Verdict::Fail { message, .. } => format!("it failed with: {message}"),
+                    Verdict::Skip { .. } => unreachable!("handled above"),
+                };
+                Verdict::fail(
+                    FailKind::Meta,
+                    format!(
+                        "meta-test: expected a failure at step {} mentioning {:?}, but {got}",
+                        expect.step, expect.contains
+                    ),
+                )
+            }
+        }
+    }
+}
+
+/// e.g. "step 3 `write pages 0`: messages: expected [...], observed [...]".
+pub fn describe_failure(f: &Failure) -> String {
+    let mut out = if f.step == 0 { "setup".to_string() } else { format!("step {} `{}`", f.step, f.op) };
+    out.push(':');
+    for m in &f.mismatches {
+        out.push_str(&format!("\n    {}: expected {}, observed {}", m.check, m.expected, m.observed));
+    }
+    out
+}
+
+/// A finished trial.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrialResult {
+    /// `topic::case::memory`.
+    pub name: String,
+    pub memory: MemoryType,
+    pub verdict: Verdict,
+    pub duration: Duration,
+    pub report: Option<TrialReport>,
+    /// The tail of the trial process's stderr.
+    pub stderr: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trial::record::Mismatch;
+
+    fn failing(step: usize) -> Verdict {
+        Verdict::from_report(&TrialReport {
+            outcome: Outcome::Fail(Failure {
+                step,
+                op: "write pages 0".into(),
+                mismatches: vec![Mismatch { check: "messages".into(), expected: "[a]".into(), observed: "[b]".into() }],
+            }),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn failure_names_step_expected_and_observed() {
+        let Verdict::Fail { message, .. } = failing(3) else { panic!() };
+        assert_eq!(message, "step 3 `write pages 0`:\n    messages: expected [a], observed [b]");
+    }
+
+    #[test]
+    fn meta_passes_only_on_the_expected_failure() {
+        let expect = ExpectFailure { step: 3, contains: vec!["expected [a]".into()] };
+        assert_eq!(failing(3).judge_meta(&expect), Verdict::Pass);
+        assert!(failing(2).judge_meta(&expect).is_failure());
+        assert!(Verdict::Pass.judge_meta(&expect).is_failure());
+        let other = ExpectFailure { step: 3, contains: vec!["observed [c]".into()] };
+        assert!(failing(3).judge_meta(&other).is_failure());
+    }
+}
