@@ -118,6 +118,20 @@ pub enum Resolve {
     /// Missing faults: UFFDIO_COPY of a zero page. Minor faults: UFFDIO_CONTINUE.
     #[default]
     Unprotect,
+    /// Missing faults: UFFDIO_COPY of a zero page (others as `unprotect`).
+    Copy,
+    /// Missing faults: UFFDIO_COPY of a zero page with UFFDIO_COPY_MODE_WP: the new pte is
+    /// write-protected (others as `unprotect`).
+    CopyWp,
+    /// Missing faults: UFFDIO_ZEROPAGE (others as `unprotect`).
+    Zeropage,
+    /// Minor faults: UFFDIO_CONTINUE (others as `unprotect`).
+    Continue,
+    /// Minor faults: UFFDIO_CONTINUE with UFFDIO_CONTINUE_MODE_WP (others as `unprotect`).
+    ContinueWp,
+    /// Record the fault and leave it pending: the faulting thread stays blocked until a later
+    /// step resolves it, or the trial's time limit ends it.
+    Never,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -125,9 +139,23 @@ pub enum Resolve {
 pub struct ExpectFailure {
     /// The 1-based step that must fail.
     pub step: usize,
+    /// How it must fail; default `mismatch` (a check saw something else).
+    #[serde(default)]
+    pub kind: ExpectedFailKind,
     /// Strings the failure message must contain (e.g. the expected and observed values).
     #[serde(default)]
     pub contains: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectedFailKind {
+    #[default]
+    Mismatch,
+    /// The trial must be killed at its time limit while at the step.
+    Timeout,
+    /// The trial process must die of a signal while at the step.
+    Signal,
 }
 
 /// A memory access of whole pages. Every access checks the messages it raised.

@@ -99,7 +99,7 @@ impl Trial {
         }
         let uffd = Arc::new(uffd);
         let geometry = Geometry { base: area.base(), page_size: area.page_size, pages: area.pages };
-        let handler = Handler::start(uffd.clone(), geometry).map_err(|e| setup_failure("start the fault handler", e))?;
+        let handler = Handler::start(uffd.clone(), geometry, case.resolve).map_err(|e| setup_failure("start the fault handler", e))?;
         let pagemap = Pagemap::open_self().map_err(|e| setup_failure("open /proc/self/pagemap", e))?;
         Ok(Trial { area, uffd, handler, pagemap })
     }

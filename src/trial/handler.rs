@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::record::Message;
+use crate::case::model::Resolve;
 use crate::kernel::uapi::*;
 use crate::kernel::uffd::Uffd;
 
@@ -42,13 +43,13 @@ pub struct Handler {
 }
 
 impl Handler {
-    pub fn start(uffd: Arc<Uffd>, geometry: Geometry) -> std::io::Result<Handler> {
+    pub fn start(uffd: Arc<Uffd>, geometry: Geometry, policy: Resolve) -> std::io::Result<Handler> {
         let log = Arc::new(Mutex::new(Log::default()));
         let (stop_rx, stop_tx) = nix::unistd::pipe()?;
         let thread_log = log.clone();
         let thread = std::thread::Builder::new()
             .name("uffd-handler".into())
-            .spawn(move || serve(vec![uffd], geometry, thread_log, stop_rx))?;
+            .spawn(move || serve(vec![uffd], geometry, policy, thread_log, stop_rx))?;
         Ok(Handler { log, stop_tx: Some(stop_tx), thread: Some(thread) })
     }
 
@@ -86,7 +87,7 @@ impl Drop for Handler {
     }
 }
 
-fn serve(mut uffds: Vec<Arc<Uffd>>, geo: Geometry, log: Arc<Mutex<Log>>, stop_rx: OwnedFd) {
+fn serve(mut uffds: Vec<Arc<Uffd>>, geo: Geometry, policy: Resolve, log: Arc<Mutex<Log>>, stop_rx: OwnedFd) {
     // A zero page to resolve missing faults with UFFDIO_COPY (works on every memory type).
     let zero = vec![0u8; geo.page_size];
     loop {
@@ -124,7 +125,7 @@ fn serve(mut uffds: Vec<Arc<Uffd>>, geo: Geometry, log: Arc<Mutex<Log>>, stop_rx
             drop(guard);
             match msg.event {
                 UFFD_EVENT_PAGEFAULT => {
-                    if let Err(e) = resolve(&uffd, &geo, arg[0], arg[1], &zero) {
+                    if let Err(e) = resolve(&uffd, &geo, policy, arg[0], arg[1], &zero) {
                         let mut g = log.lock().unwrap_or_else(|p| p.into_inner());
                         g.errors.push(e);
                     }
@@ -139,24 +140,31 @@ fn serve(mut uffds: Vec<Arc<Uffd>>, geo: Geometry, log: Arc<Mutex<Log>>, stop_rx
     }
 }
 
-/// Resolves one page fault on the page that holds `addr`.
-fn resolve(uffd: &Uffd, geo: &Geometry, flags: u64, addr: u64, zero: &[u8]) -> Result<(), String> {
+/// Resolves one page fault on the page that holds `addr`, as `policy` says.
+fn resolve(uffd: &Uffd, geo: &Geometry, policy: Resolve, flags: u64, addr: u64, zero: &[u8]) -> Result<(), String> {
+    if policy == Resolve::Never {
+        return Ok(());
+    }
     let page = (addr as usize) & !(geo.page_size - 1);
     let len = geo.page_size;
     let what = Message::flag_names(flags);
+    let failed = |ioctl: &str, e: nix::errno::Errno| format!("{ioctl} on {what} fault at 0x{addr:x}: {}", e.desc());
     if flags & UFFD_PAGEFAULT_FLAG_WP != 0 {
-        uffd.writeprotect(page, len, 0).map_err(|e| format!("unprotect on {what} fault at 0x{addr:x}: {}", e.desc()))
+        uffd.writeprotect(page, len, 0).map_err(|e| failed("UFFDIO_WRITEPROTECT(0)", e))
     } else if flags & UFFD_PAGEFAULT_FLAG_MINOR != 0 {
-        uffd.continue_(page, len, 0)
-            .map(drop)
-            .map_err(|e| format!("UFFDIO_CONTINUE on {what} fault at 0x{addr:x}: {}", e.desc()))
+        let mode = if policy == Resolve::ContinueWp { UFFDIO_CONTINUE_MODE_WP } else { 0 };
+        uffd.continue_(page, len, mode).map(drop).map_err(|e| failed("UFFDIO_CONTINUE", e))
     } else {
-        match uffd.copy(page, zero.as_ptr() as usize, len, 0) {
-            Ok(_) => Ok(()),
+        let result = match policy {
+            Resolve::Zeropage => uffd.zeropage(page, len, 0).map(drop),
+            Resolve::CopyWp => uffd.copy(page, zero.as_ptr() as usize, len, UFFDIO_COPY_MODE_WP).map(drop),
+            _ => uffd.copy(page, zero.as_ptr() as usize, len, 0).map(drop),
+        };
+        match result {
+            Ok(()) => Ok(()),
             // Another thread resolved it first: wake the faulting thread to retry.
-            Err(nix::errno::Errno::EEXIST) => uffd.wake(page, len).map_err(|e| e.desc().to_string()),
-            Err(e) => Err(format!("UFFDIO_COPY on {what} fault at 0x{addr:x}: {}", e.desc())),
+            Err(nix::errno::Errno::EEXIST) => uffd.wake(page, len).map_err(|e| failed("UFFDIO_WAKE", e)),
+            Err(e) => Err(failed("UFFDIO_COPY/ZEROPAGE", e)),
         }
     }
 }
-
