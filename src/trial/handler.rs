@@ -3,6 +3,7 @@
 //! before the faulting or forking thread can go on, so a step sees all messages it caused.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -13,10 +14,11 @@ use crate::case::model::Resolve;
 use crate::kernel::uapi::*;
 use crate::kernel::uffd::Uffd;
 
-/// The part of the area the handler needs to know to resolve faults.
-#[derive(Debug, Clone, Copy)]
+/// The part of the area the handler needs to know to resolve faults. The base moves with
+/// mremap, so it is shared with the trial.
+#[derive(Debug, Clone)]
 pub struct Geometry {
-    pub base: usize,
+    pub base: Arc<AtomicUsize>,
     pub page_size: usize,
     pub pages: usize,
 }
@@ -24,8 +26,8 @@ pub struct Geometry {
 impl Geometry {
     fn page_of(&self, addr: u64) -> Option<usize> {
         let addr = addr as usize;
-        (addr >= self.base && addr < self.base + self.pages * self.page_size)
-            .then(|| (addr - self.base) / self.page_size)
+        let base = self.base.load(Ordering::SeqCst);
+        (addr >= base && addr < base + self.pages * self.page_size).then(|| (addr - base) / self.page_size)
     }
 }
 
