@@ -13,7 +13,11 @@ use crate::plan::{plan, PlannedTrial};
 use crate::{provision, report, run};
 
 #[derive(Parser)]
-#[command(name = "uffd-conform", version, about = "Conformance suite for Linux userfaultfd write-protect behaviour")]
+#[command(
+    name = "uffd-conform",
+    version,
+    about = "Conformance suite for Linux userfaultfd write-protect behaviour"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -75,7 +79,10 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Probe { json } => {
             let probe = Probe::run();
             if json {
-                println!("{}", serde_json::to_string_pretty(&probe).expect("probe serializes"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&probe).expect("probe serializes")
+                );
             } else {
                 print!("{}", describe_probe(&probe));
             }
@@ -117,11 +124,17 @@ pub fn load_all(paths: &[PathBuf]) -> Option<Vec<LoadedCase>> {
 }
 
 fn select_trials(select: &Select) -> Result<Vec<PlannedTrial>, ExitCode> {
-    let paths = if select.paths.is_empty() { vec![default_cases_dir()] } else { select.paths.clone() };
+    let paths = if select.paths.is_empty() {
+        vec![default_cases_dir()]
+    } else {
+        select.paths.clone()
+    };
     let cases = load_all(&paths).ok_or(ExitCode::from(2))?;
     let trials: Vec<PlannedTrial> = plan(&cases)
         .into_iter()
-        .filter(|t| select.filter.is_empty() || select.filter.iter().any(|f| t.name.contains(f.as_str())))
+        .filter(|t| {
+            select.filter.is_empty() || select.filter.iter().any(|f| t.name.contains(f.as_str()))
+        })
         .collect();
     Ok(trials)
 }
@@ -136,7 +149,8 @@ fn run_command(args: RunArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let mut probe = Probe::run();
-    let guard = (!args.no_provision).then(|| provision::provision(run::request_for(&trials), &mut probe));
+    let guard =
+        (!args.no_provision).then(|| provision::provision(run::request_for(&trials), &mut probe));
     for note in guard.iter().flat_map(|g| g.notes.iter()) {
         eprintln!("provision: {note}");
     }
@@ -147,11 +161,16 @@ fn run_command(args: RunArgs) -> ExitCode {
         args.jobs.unwrap_or_else(run::default_jobs)
     );
     let verbose = args.verbose;
-    let results = run::run_all(&trials, &probe, args.jobs.unwrap_or_else(run::default_jobs), &|r| {
-        if verbose || r.verdict.is_failure() {
-            println!("{}", report::trial_line(r));
-        }
-    });
+    let results = run::run_all(
+        &trials,
+        &probe,
+        args.jobs.unwrap_or_else(run::default_jobs),
+        &|r| {
+            if verbose || r.verdict.is_failure() {
+                println!("{}", report::trial_line(r));
+            }
+        },
+    );
     drop(guard);
     print!("{}", report::summary(&results));
     if report::counts(&results).failed > 0 {
@@ -168,15 +187,26 @@ pub fn describe_probe(p: &Probe) -> String {
         Ok(caps) => {
             out += &format!(
                 "userfaultfd: available{}\nfeatures: 0x{:x}\n",
-                if caps.user_mode_only { " (UFFD_USER_MODE_ONLY only)" } else { "" },
+                if caps.user_mode_only {
+                    " (UFFD_USER_MODE_ONLY only)"
+                } else {
+                    ""
+                },
                 caps.features
             );
             for f in Feature::ALL {
-                let mark = if caps.features & f.bit() != 0 { "yes" } else { "no " };
+                let mark = if caps.features & f.bit() != 0 {
+                    "yes"
+                } else {
+                    "no "
+                };
                 out += &format!("  {mark} {}\n", f.kernel_name());
             }
-            let ioctls: Vec<&str> =
-                IOCTL_NAMES.iter().filter(|(b, _)| caps.ioctls & (1 << b) != 0).map(|(_, n)| *n).collect();
+            let ioctls: Vec<&str> = IOCTL_NAMES
+                .iter()
+                .filter(|(b, _)| caps.ioctls & (1 << b) != 0)
+                .map(|(_, n)| *n)
+                .collect();
             out += &format!("ioctls: {}\n", ioctls.join(" "));
         }
         Err(e) => out += &format!("userfaultfd: unavailable: {e}\n"),

@@ -33,7 +33,13 @@ pub fn run_trial(name: &str, spec: &TrialSpec, timeout: Duration) -> TrialResult
 fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialReport>, String) {
     let exe = match std::env::current_exe() {
         Ok(e) => e,
-        Err(e) => return (Verdict::fail(FailKind::Error, format!("cannot find own executable: {e}")), None, String::new()),
+        Err(e) => {
+            return (
+                Verdict::fail(FailKind::Error, format!("cannot find own executable: {e}")),
+                None,
+                String::new(),
+            )
+        }
     };
     let mut child = match Command::new(exe)
         .env(CHILD_ENV, "1")
@@ -44,7 +50,16 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
         .spawn()
     {
         Ok(c) => c,
-        Err(e) => return (Verdict::fail(FailKind::Error, format!("cannot start the trial process: {e}")), None, String::new()),
+        Err(e) => {
+            return (
+                Verdict::fail(
+                    FailKind::Error,
+                    format!("cannot start the trial process: {e}"),
+                ),
+                None,
+                String::new(),
+            )
+        }
     };
     let pid = child.id() as i32;
     let input = serde_json::to_vec(spec).expect("a trial spec serializes");
@@ -95,29 +110,75 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
     let status = child.wait();
     let _ = reader.join();
     let stderr = stderr_reader.join().unwrap_or_default();
-    let at = |n: usize| if n == 0 { "during setup".to_string() } else { format!("at step {n}") };
+    let at = |n: usize| {
+        if n == 0 {
+            "during setup".to_string()
+        } else {
+            format!("at step {n}")
+        }
+    };
 
+    let tail = stderr
+        .lines()
+        .rev()
+        .take(5)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    let with_tail = |msg: String| {
+        if tail.is_empty() {
+            msg
+        } else {
+            format!("{msg}\n{tail}")
+        }
+    };
     if timed_out && report.is_none() {
-        let msg = format!("TIMEOUT: no result after {:.1} s, {} (the trial was killed)", timeout.as_secs_f64(), at(last_step));
-        return (Verdict::fail(FailKind::Timeout, msg), None, stderr);
+        let msg = format!(
+            "TIMEOUT: no result after {:.1} s, {} (the trial was killed)",
+            timeout.as_secs_f64(),
+            at(last_step)
+        );
+        return (
+            Verdict::fail(FailKind::Timeout, with_tail(msg)),
+            None,
+            stderr,
+        );
     }
     if let Some(r) = report {
         return (Verdict::from_report(&r), Some(r), stderr);
     }
     let status = match status {
         Ok(s) => s,
-        Err(e) => return (Verdict::fail(FailKind::Error, format!("cannot wait for the trial: {e}")), None, stderr),
+        Err(e) => {
+            return (
+                Verdict::fail(FailKind::Error, format!("cannot wait for the trial: {e}")),
+                None,
+                stderr,
+            )
+        }
     };
-    let tail = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
     let msg = match (status.signal(), status.code()) {
         (Some(sig), _) => {
-            let name = nix::sys::signal::Signal::try_from(sig).map(|s| s.as_str().to_string()).unwrap_or(sig.to_string());
-            format!("SIGNAL: the trial process was killed by {name} {}", at(last_step))
+            let name = nix::sys::signal::Signal::try_from(sig)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or(sig.to_string());
+            format!(
+                "SIGNAL: the trial process was killed by {name} {}",
+                at(last_step)
+            )
         }
-        (None, Some(code)) => format!("the trial process exited with code {code} {} without a result", at(last_step)),
+        (None, Some(code)) => format!(
+            "the trial process exited with code {code} {} without a result",
+            at(last_step)
+        ),
         _ => format!("the trial process ended {} without a result", at(last_step)),
     };
-    let kind = if status.signal().is_some() { FailKind::Signal } else { FailKind::Error };
-    let msg = if tail.is_empty() { msg } else { format!("{msg}\n{tail}") };
-    (Verdict::fail(kind, msg), None, stderr)
+    let kind = if status.signal().is_some() {
+        FailKind::Signal
+    } else {
+        FailKind::Error
+    };
+    (Verdict::fail(kind, with_tail(msg)), None, stderr)
 }
