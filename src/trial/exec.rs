@@ -12,7 +12,7 @@ use super::handler::{Geometry, Handler};
 use super::memops::{self, check_errno, mismatch, pages_of, Checked, SwappedOut};
 use super::record::*;
 use super::{data, fork, scan};
-use crate::case::model::{mode_mask, Access, ErrnoName, Install};
+use crate::case::model::{mode_mask, Access, ErrnoName, Install, Resolve};
 use crate::case::{Op, Step};
 use crate::kernel::features::Feature;
 use crate::kernel::memory::Area;
@@ -29,6 +29,7 @@ pub(super) struct Trial {
     pub features: u64,
     base: Arc<AtomicUsize>,
     threads: Vec<JoinHandle<()>>,
+    resolve: Resolve,
 }
 
 /// What one step came to.
@@ -166,6 +167,7 @@ impl Trial {
             features: spec.features,
             base,
             threads: vec![],
+            resolve: case.resolve,
         })
     }
 
@@ -367,7 +369,8 @@ impl Trial {
         }
     }
 
-    /// An access from a new thread: waits until it finished or raised a message.
+    /// An access from a new thread: waits until it finished, or, when faults are left
+    /// pending (`resolve: never`), until it raised a message and so blocks.
     fn thread_access(&mut self, a: &Access, write: bool, mark: (usize, usize)) -> StepOutcome {
         let pages = pages_of(&self.area, &a.pages);
         let addrs: Vec<(usize, usize)> =
