@@ -391,10 +391,13 @@ impl Trial {
             }
         });
         let tid = tid_rx.recv().unwrap_or(0);
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while !thread.is_finished() && self.handler.mark().0 == mark.0 && Instant::now() < deadline
+        let pending = self.resolve == Resolve::Never;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !thread.is_finished()
+            && !(pending && self.handler.mark().0 > mark.0)
+            && Instant::now() < deadline
         {
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(Duration::from_micros(200));
         }
         let expected = self.context(tid).access(&a.faults, &pages, write, 0);
         if thread.is_finished() {
