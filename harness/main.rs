@@ -13,6 +13,8 @@ use uffd_conform::plan::plan;
 use uffd_conform::trial::verdict::Verdict;
 use uffd_conform::{provision, run};
 
+mod output;
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -58,6 +60,7 @@ fn main() {
     trials.push(Trial::test("suite::cli-yaml-error-exits-2", cli_yaml_error_exits_2));
     trials.push(Trial::test("suite::cli-run-passes-and-summarises", cli_run_passes_and_summarises));
     trials.push(Trial::test("suite::cli-failure-exits-1", cli_failure_exits_1));
+    trials.extend(output::trials());
 
     let conclusion = libtest_mimic::run(&args, trials);
     drop(guard);

@@ -41,7 +41,10 @@ pub enum Selects {
     /// `topic::case::memory`.
     Trial(String),
     /// `topic::case`, on these memory types (empty: all).
-    Case { case: String, memory: Vec<MemoryType> },
+    Case {
+        case: String,
+        memory: Vec<MemoryType>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,9 +59,18 @@ impl Entry {
     pub fn label(&self) -> String {
         match &self.selects {
             Selects::Trial(t) => t.clone(),
-            Selects::Case { case, memory } if memory.is_empty() => format!("{case} (all memory types)"),
+            Selects::Case { case, memory } if memory.is_empty() => {
+                format!("{case} (all memory types)")
+            }
             Selects::Case { case, memory } => {
-                format!("{case} ({})", memory.iter().map(|m| m.name()).collect::<Vec<_>>().join(", "))
+                format!(
+                    "{case} ({})",
+                    memory
+                        .iter()
+                        .map(|m| m.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             }
         }
     }
@@ -67,7 +79,10 @@ impl Entry {
         match &self.selects {
             Selects::Trial(t) => t == trial,
             Selects::Case { case, memory: only } => {
-                trial.strip_suffix(memory.name()).and_then(|t| t.strip_suffix("::")) == Some(case.as_str())
+                trial
+                    .strip_suffix(memory.name())
+                    .and_then(|t| t.strip_suffix("::"))
+                    == Some(case.as_str())
                     && (only.is_empty() || only.contains(&memory))
             }
         }
@@ -102,7 +117,10 @@ impl Baseline {
     /// Parses a baseline named `file` (for messages); errors are `file:line:column: message`
     /// or `file: entry N: message`.
     pub fn parse(file: &str, text: &str, strict: bool) -> Result<Baseline, String> {
-        let raw: Vec<RawEntry> = if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+        let raw: Vec<RawEntry> = if text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
             Vec::new()
         } else {
             serde_saphyr::from_str(text).map_err(|e| {
@@ -117,7 +135,11 @@ impl Baseline {
             .enumerate()
             .map(|(i, r)| check(r).map_err(|m| format!("{file}: entry {}: {m}", i + 1)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Baseline { file: file.to_string(), entries, strict })
+        Ok(Baseline {
+            file: file.to_string(),
+            entries,
+            strict,
+        })
     }
 
     /// The first entry that lists this trial.
@@ -127,13 +149,20 @@ impl Baseline {
 
     /// Entries that match none of `trials` (name, memory): stale, or misspelt.
     pub fn unmatched<'a>(&'a self, trials: &[(&str, MemoryType)]) -> Vec<&'a Entry> {
-        self.entries.iter().filter(|e| !trials.iter().any(|(t, m)| e.matches(t, *m))).collect()
+        self.entries
+            .iter()
+            .filter(|e| !trials.iter().any(|(t, m)| e.matches(t, *m)))
+            .collect()
     }
 }
 
 impl From<&Entry> for BaselineMatch {
     fn from(e: &Entry) -> BaselineMatch {
-        BaselineMatch { entry: e.label(), reason: e.reason.clone(), link: e.link.clone() }
+        BaselineMatch {
+            entry: e.label(),
+            reason: e.reason.clone(),
+            link: e.link.clone(),
+        }
     }
 }
 
@@ -150,12 +179,20 @@ fn check(r: RawEntry) -> Result<Entry, String> {
     let selects = match (r.trial, r.case) {
         (Some(t), None) => {
             if !memory.is_empty() {
-                return Err("`memory` goes with `case`; a `trial` name already ends in its memory type".into());
+                return Err(
+                    "`memory` goes with `case`; a `trial` name already ends in its memory type"
+                        .into(),
+                );
             }
             let parts: Vec<&str> = t.split("::").collect();
-            let known = parts.last().is_some_and(|m| MemoryType::ALL.iter().any(|k| k.name() == *m));
+            let known = parts
+                .last()
+                .is_some_and(|m| MemoryType::ALL.iter().any(|k| k.name() == *m));
             if parts.len() != 3 || !known {
-                return Err(format!("trial `{t}` is not `topic::case::memory` with a memory type of {}", memory_names()));
+                return Err(format!(
+                    "trial `{t}` is not `topic::case::memory` with a memory type of {}",
+                    memory_names()
+                ));
             }
             Selects::Trial(t)
         }
@@ -166,13 +203,23 @@ fn check(r: RawEntry) -> Result<Entry, String> {
             Selects::Case { case: c, memory }
         }
         (Some(_), Some(_)) => return Err("name either `trial` or `case`, not both".into()),
-        (None, None) => return Err("name the `trial` (topic::case::memory) or the `case` (topic::case)".into()),
+        (None, None) => {
+            return Err("name the `trial` (topic::case::memory) or the `case` (topic::case)".into())
+        }
     };
-    Ok(Entry { selects, reason, link: r.link })
+    Ok(Entry {
+        selects,
+        reason,
+        link: r.link,
+    })
 }
 
 fn memory_names() -> String {
-    MemoryType::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+    MemoryType::ALL
+        .iter()
+        .map(|m| m.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -196,12 +243,17 @@ mod tests {
     fn selects_trials_and_cases_by_memory() {
         let b = Baseline::parse("b.yaml", GOOD, false).expect("parses");
         assert_eq!(b.entries.len(), 3);
-        let hit = b.lookup("wp::a::hugetlb-private", MemoryType::HugetlbPrivate).expect("trial entry");
+        let hit = b
+            .lookup("wp::a::hugetlb-private", MemoryType::HugetlbPrivate)
+            .expect("trial entry");
         assert_eq!(hit.link.as_deref(), Some("https://example.org/1"));
         assert!(b.lookup("wp::a::hugetlb", MemoryType::Hugetlb).is_none());
         assert!(b.lookup("pagemap::b::shmem", MemoryType::Shmem).is_some());
         assert!(b.lookup("pagemap::b::anon", MemoryType::Anon).is_none());
-        assert!(b.lookup("pagemap::bb::shmem", MemoryType::Shmem).is_none(), "a case name is not a prefix");
+        assert!(
+            b.lookup("pagemap::bb::shmem", MemoryType::Shmem).is_none(),
+            "a case name is not a prefix"
+        );
         assert!(b.lookup("pagemap::c::anon", MemoryType::Anon).is_some());
         assert_eq!(b.entries[1].label(), "pagemap::b (shmem, shmem-private)");
         let unmatched = b.unmatched(&[("pagemap::c::anon", MemoryType::Anon)]);
@@ -210,7 +262,10 @@ mod tests {
 
     #[test]
     fn an_empty_or_comment_only_file_lists_nothing() {
-        assert!(Baseline::parse("b", "# nothing known\n\n", false).expect("parses").entries.is_empty());
+        assert!(Baseline::parse("b", "# nothing known\n\n", false)
+            .expect("parses")
+            .entries
+            .is_empty());
     }
 
     #[rstest]
@@ -220,7 +275,10 @@ mod tests {
     #[case("- case: wp\n  reason: r\n", "case `wp` is not `topic::case`")]
     #[case("- reason: r\n", "name the `trial`")]
     #[case("- trial: wp::a::anon\n  case: wp::a\n  reason: r\n", "not both")]
-    #[case("- trial: wp::a::anon\n  memory: anon\n  reason: r\n", "`memory` goes with `case`")]
+    #[case(
+        "- trial: wp::a::anon\n  memory: anon\n  reason: r\n",
+        "`memory` goes with `case`"
+    )]
     #[case("- case: wp::a\n  memory: [anno]\n  reason: r\n", "b.yaml:")]
     #[case("- case: wp::a\n  reasn: r\n", "b.yaml:2:")]
     #[case("trial: wp::a::anon\n", "b.yaml:")]

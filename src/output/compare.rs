@@ -45,18 +45,30 @@ fn passes(s: Status) -> bool {
 }
 
 pub fn compare(a: &RunRecord, b: &RunRecord) -> Comparison {
-    let before: BTreeMap<&str, &TrialRecord> = a.trials.iter().map(|t| (t.name.as_str(), t)).collect();
-    let after: BTreeMap<&str, &TrialRecord> = b.trials.iter().map(|t| (t.name.as_str(), t)).collect();
+    let before: BTreeMap<&str, &TrialRecord> =
+        a.trials.iter().map(|t| (t.name.as_str(), t)).collect();
+    let after: BTreeMap<&str, &TrialRecord> =
+        b.trials.iter().map(|t| (t.name.as_str(), t)).collect();
     let mut c = Comparison::default();
     for (name, t) in &before {
         if !after.contains_key(name) {
-            c.missing.push(Row { name: name.to_string(), before: Some(t.status), after: None, detail: detail(t) });
+            c.missing.push(Row {
+                name: name.to_string(),
+                before: Some(t.status),
+                after: None,
+                detail: detail(t),
+            });
         }
     }
     for (name, tb) in &after {
         let sa = before.get(name).map(|t| t.status);
         let sb = tb.status;
-        let row = Row { name: name.to_string(), before: sa, after: Some(sb), detail: detail(tb) };
+        let row = Row {
+            name: name.to_string(),
+            before: sa,
+            after: Some(sb),
+            detail: detail(tb),
+        };
         if sa == Some(sb) {
             c.unchanged += 1;
         } else if sb == Status::Fail {
@@ -93,7 +105,10 @@ fn detail(t: &TrialRecord) -> String {
 /// A markdown table with padded columns (readable as plain text too).
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let cell = |s: &str| s.replace('|', "\\|");
-    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| cell(c)).collect()).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| cell(c)).collect())
+        .collect();
     let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
         for (w, c) in width.iter_mut().zip(r) {
@@ -101,8 +116,11 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: Vec<String>| {
-        let padded: Vec<String> =
-            cells.iter().zip(&width).map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count()))).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&width)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect();
         format!("| {} |\n", padded.join(" | "))
     };
     let mut out = line(header.iter().map(|h| h.to_string()).collect());
@@ -114,12 +132,16 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 fn status(s: Option<Status>) -> String {
-    s.map(|s| s.label().to_string()).unwrap_or_else(|| "-".into())
+    s.map(|s| s.label().to_string())
+        .unwrap_or_else(|| "-".into())
 }
 
 fn counts(r: &RunRecord) -> String {
     let s = &r.summary;
-    let mut out = format!("{} passed, {} failed, {} skipped", s.passed, s.failed, s.skipped);
+    let mut out = format!(
+        "{} passed, {} failed, {} skipped",
+        s.passed, s.failed, s.skipped
+    );
     if s.xfail + s.xpass > 0 {
         out += &format!(", {} xfail, {} xpass", s.xfail, s.xpass);
     }
@@ -127,15 +149,35 @@ fn counts(r: &RunRecord) -> String {
 }
 
 pub fn render(c: &Comparison, a: (&str, &RunRecord), b: (&str, &RunRecord)) -> String {
-    let mut out = format!("# uffd-conform: {} -> {}\n\n", a.1.kernel.release, b.1.kernel.release);
-    let baseline = |r: &RunRecord| r.baseline.as_ref().map(|b| b.file.clone()).unwrap_or_else(|| "-".into());
+    let mut out = format!(
+        "# uffd-conform: {} -> {}\n\n",
+        a.1.kernel.release, b.1.kernel.release
+    );
+    let baseline = |r: &RunRecord| {
+        r.baseline
+            .as_ref()
+            .map(|b| b.file.clone())
+            .unwrap_or_else(|| "-".into())
+    };
     out += &table(
         &["", "A (before)", "B (after)"],
         &[
             vec!["file".into(), a.0.into(), b.0.into()],
-            vec!["kernel".into(), a.1.kernel.release.clone(), b.1.kernel.release.clone()],
-            vec!["started".into(), a.1.started_at.clone(), b.1.started_at.clone()],
-            vec!["uffd-conform".into(), a.1.tool.version.clone(), b.1.tool.version.clone()],
+            vec![
+                "kernel".into(),
+                a.1.kernel.release.clone(),
+                b.1.kernel.release.clone(),
+            ],
+            vec![
+                "started".into(),
+                a.1.started_at.clone(),
+                b.1.started_at.clone(),
+            ],
+            vec![
+                "uffd-conform".into(),
+                a.1.tool.version.clone(),
+                b.1.tool.version.clone(),
+            ],
             vec!["baseline".into(), baseline(a.1), baseline(b.1)],
             vec!["result".into(), counts(a.1), counts(b.1)],
         ],
@@ -146,8 +188,17 @@ pub fn render(c: &Comparison, a: (&str, &RunRecord), b: (&str, &RunRecord)) -> S
             out.push_str("none\n");
             return;
         }
-        let cells: Vec<Vec<String>> =
-            rows.iter().map(|r| vec![r.name.clone(), status(r.before), status(r.after), r.detail.clone()]).collect();
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.name.clone(),
+                    status(r.before),
+                    status(r.after),
+                    r.detail.clone(),
+                ]
+            })
+            .collect();
         out += &table(&["trial", "A", "B", what], &cells);
     };
     section("Newly failing", &c.newly_failing, "what B saw");
@@ -166,7 +217,10 @@ pub fn render(c: &Comparison, a: (&str, &RunRecord), b: (&str, &RunRecord)) -> S
         },
         match c.regressions() {
             0 => "No regression.".to_string(),
-            n => format!("{n} regression{} (newly failing).", if n == 1 { "" } else { "s" }),
+            n => format!(
+                "{n} regression{} (newly failing).",
+                if n == 1 { "" } else { "s" }
+            ),
         }
     );
     out
@@ -184,7 +238,14 @@ pub fn main(a: &Path, b: &Path) -> ExitCode {
         }
     };
     let c = compare(&ra, &rb);
-    print!("{}", render(&c, (&a.display().to_string(), &ra), (&b.display().to_string(), &rb)));
+    print!(
+        "{}",
+        render(
+            &c,
+            (&a.display().to_string(), &ra),
+            (&b.display().to_string(), &rb)
+        )
+    );
     if c.regressions() > 0 {
         ExitCode::from(1)
     } else {
@@ -219,7 +280,10 @@ mod tests {
         b.trials.push(added);
         let c = compare(&a, &b);
         let names = |rows: &[Row]| rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
-        assert_eq!(names(&c.newly_failing), vec!["wp::known::anon", "wp::new::anon", "wp::passes::anon"]);
+        assert_eq!(
+            names(&c.newly_failing),
+            vec!["wp::known::anon", "wp::new::anon", "wp::passes::anon"]
+        );
         assert_eq!(names(&c.newly_passing), vec!["wp::fails::shmem"]);
         assert_eq!(names(&c.newly_skipped), vec!["pagemap::fixed::anon"]);
         assert_eq!(names(&c.missing), vec![removed.name]);
@@ -232,10 +296,19 @@ mod tests {
     fn same_run_has_no_regression() {
         let a = sample::record(false);
         let c = compare(&a, &a);
-        assert_eq!(c, Comparison { unchanged: 5, ..Comparison::default() });
+        assert_eq!(
+            c,
+            Comparison {
+                unchanged: 5,
+                ..Comparison::default()
+            }
+        );
         let text = render(&c, ("a.json", &a), ("a.json", &a));
         assert!(text.contains("## Newly failing (0)\n\nnone\n"), "{text}");
-        assert!(text.ends_with("5 trials unchanged. No regression.\n"), "{text}");
+        assert!(
+            text.ends_with("5 trials unchanged. No regression.\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -245,10 +318,21 @@ mod tests {
         b.kernel.release = "6.19.0-rc1".into();
         set(&mut b, "wp::passes::anon", Status::Skip);
         let text = render(&compare(&a, &b), ("a.json", &a), ("b.json", &b));
-        assert!(text.starts_with("# uffd-conform: 6.18.0-test -> 6.19.0-rc1\n\n|              | A (before)"), "{text}");
+        assert!(
+            text.starts_with(
+                "# uffd-conform: 6.18.0-test -> 6.19.0-rc1\n\n|              | A (before)"
+            ),
+            "{text}"
+        );
         assert!(text.contains("| kernel       | 6.18.0-test"), "{text}");
-        assert!(text.contains("| result       | 2 passed, 1 failed, 1 skipped, 1 xfail, 1 xpass |"), "{text}");
-        assert!(text.contains("| wp::passes::anon | PASS | SKIP | no \\| huge pages |"), "{text}");
+        assert!(
+            text.contains("| result       | 2 passed, 1 failed, 1 skipped, 1 xfail, 1 xpass |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| wp::passes::anon | PASS | SKIP | no \\| huge pages |"),
+            "{text}"
+        );
         assert!(text.contains("## Newly skipped (1)"), "{text}");
     }
 }

@@ -65,13 +65,32 @@ fn badge(s: Status) -> String {
 fn summary(out: &mut String, r: &RunRecord) {
     let s = &r.summary;
     let (class, verdict) = if r.ok() {
-        ("ok", format!("No failure: {} trials, {} passed, {} skipped", s.total, s.passed, s.skipped))
+        (
+            "ok",
+            format!(
+                "No failure: {} trials, {} passed, {} skipped",
+                s.total, s.passed, s.skipped
+            ),
+        )
     } else {
-        ("bad", format!("{} trial{} failed", s.failed, if s.failed == 1 { "" } else { "s" }))
+        (
+            "bad",
+            format!(
+                "{} trial{} failed",
+                s.failed,
+                if s.failed == 1 { "" } else { "s" }
+            ),
+        )
     };
     let _ = writeln!(out, "<div class=\"banner {class}\">{}</div>", esc(&verdict));
     out.push_str("<p class=\"counts\">");
-    for (n, status) in [(s.passed, Status::Pass), (s.failed, Status::Fail), (s.skipped, Status::Skip), (s.xfail, Status::Xfail), (s.xpass, Status::Xpass)] {
+    for (n, status) in [
+        (s.passed, Status::Pass),
+        (s.failed, Status::Fail),
+        (s.skipped, Status::Skip),
+        (s.xfail, Status::Xfail),
+        (s.xpass, Status::Xpass),
+    ] {
         let word = match status {
             Status::Pass => "passed",
             Status::Fail => "failed",
@@ -91,11 +110,18 @@ fn summary(out: &mut String, r: &RunRecord) {
             esc(&b.file),
             b.entries,
             if b.entries == 1 { "y" } else { "ies" },
-            if b.strict { ", strict: XPASS fails the run" } else { "" },
+            if b.strict {
+                ", strict: XPASS fails the run"
+            } else {
+                ""
+            },
             if b.unmatched.is_empty() {
                 String::new()
             } else {
-                format!(" Entries matching no trial: {}.", esc(&b.unmatched.join(", ")))
+                format!(
+                    " Entries matching no trial: {}.",
+                    esc(&b.unmatched.join(", "))
+                )
             }
         );
     }
@@ -110,9 +136,18 @@ fn topics(out: &mut String, r: &RunRecord) {
     }
     out.push_str("<h2>Topics</h2>\n<table>\n<tr><th>topic</th><th>trials</th><th>pass</th><th>fail</th><th>skip</th><th>xfail</th><th>xpass</th><th>time</th></tr>\n");
     for (topic, c) in &by_topic {
-        let _ = write!(out, "<tr><td><code>{}</code></td><td class=\"n\">{}</td>", esc(topic), c.iter().sum::<usize>());
+        let _ = write!(
+            out,
+            "<tr><td><code>{}</code></td><td class=\"n\">{}</td>",
+            esc(topic),
+            c.iter().sum::<usize>()
+        );
         for n in c {
-            let _ = write!(out, "<td class=\"n{}\">{n}</td>", if *n == 0 { " zero" } else { "" });
+            let _ = write!(
+                out,
+                "<td class=\"n{}\">{n}</td>",
+                if *n == 0 { " zero" } else { "" }
+            );
         }
         let _ = writeln!(out, "<td class=\"n\">{:.0} ms</td></tr>", time[topic]);
     }
@@ -120,7 +155,9 @@ fn topics(out: &mut String, r: &RunRecord) {
 }
 
 fn known(t: &TrialRecord) -> String {
-    let Some(b) = &t.baseline else { return String::new() };
+    let Some(b) = &t.baseline else {
+        return String::new();
+    };
     let link = match &b.link {
         // Only web links become links: a baseline file must not put script in a report.
         Some(l) if l.starts_with("https://") || l.starts_with("http://") => {
@@ -137,7 +174,11 @@ fn failures(out: &mut String, r: &RunRecord) {
         .iter()
         .flat_map(|s| r.trials.iter().filter(move |t| t.status == *s))
         .collect();
-    let _ = writeln!(out, "<h2>Failures and baseline changes ({})</h2>", shown.len());
+    let _ = writeln!(
+        out,
+        "<h2>Failures and baseline changes ({})</h2>",
+        shown.len()
+    );
     if shown.is_empty() {
         out.push_str("<p>None.</p>\n");
     }
@@ -154,20 +195,36 @@ fn failures(out: &mut String, r: &RunRecord) {
         );
         out.push_str(&known(t));
         if t.status == Status::Xpass {
-            out.push_str("<p>Passed, but the baseline lists it as failing: remove the entry.</p>\n</div>\n");
+            out.push_str(
+                "<p>Passed, but the baseline lists it as failing: remove the entry.</p>\n</div>\n",
+            );
             continue;
         }
         let Some(d) = &t.failure else {
-            let _ = writeln!(out, "<pre>{}</pre>\n</div>", esc(t.message.as_deref().unwrap_or("")));
+            let _ = writeln!(
+                out,
+                "<pre>{}</pre>\n</div>",
+                esc(t.message.as_deref().unwrap_or(""))
+            );
             continue;
         };
         match (d.step, &d.op) {
-            (Some(0), _) => out.push_str("<p>Failed in the <b>setup</b> (map, UFFDIO_API, register).</p>\n"),
+            (Some(0), _) => {
+                out.push_str("<p>Failed in the <b>setup</b> (map, UFFDIO_API, register).</p>\n")
+            }
             (Some(n), Some(op)) => {
-                let _ = writeln!(out, "<p>Failed at step <b>{n}</b> <code>{}</code>.</p>", esc(op));
+                let _ = writeln!(
+                    out,
+                    "<p>Failed at step <b>{n}</b> <code>{}</code>.</p>",
+                    esc(op)
+                );
             }
             _ => {
-                let _ = writeln!(out, "<pre>{}</pre>", esc(t.message.as_deref().unwrap_or("")));
+                let _ = writeln!(
+                    out,
+                    "<pre>{}</pre>",
+                    esc(t.message.as_deref().unwrap_or(""))
+                );
             }
         }
         if !d.mismatches.is_empty() {
@@ -186,7 +243,11 @@ fn failures(out: &mut String, r: &RunRecord) {
         if !d.steps.is_empty() {
             out.push_str("<details open><summary>Steps</summary>\n<table>\n<tr><th>#</th><th>operation</th><th>observed</th></tr>\n");
             for s in &d.steps {
-                let observed = if s.ran { s.observed.join("\n") } else { "(not run on this memory type)".into() };
+                let observed = if s.ran {
+                    s.observed.join("\n")
+                } else {
+                    "(not run on this memory type)".into()
+                };
                 let _ = writeln!(
                     out,
                     "<tr><td class=\"n\">{}</td><td><code>{}</code></td><td class=\"mono\">{}</td></tr>",
@@ -197,7 +258,11 @@ fn failures(out: &mut String, r: &RunRecord) {
             }
             out.push_str("</table>\n</details>\n");
         }
-        let _ = writeln!(out, "<details open><summary>userfaultfd messages ({})</summary>", d.messages.len());
+        let _ = writeln!(
+            out,
+            "<details open><summary>userfaultfd messages ({})</summary>",
+            d.messages.len()
+        );
         if d.messages.is_empty() {
             out.push_str("<p>None.</p>\n");
         } else {
@@ -206,7 +271,11 @@ fn failures(out: &mut String, r: &RunRecord) {
         }
         out.push_str("</details>\n");
         if !d.stderr.trim().is_empty() {
-            let _ = writeln!(out, "<details><summary>stderr</summary><pre>{}</pre></details>", esc(&d.stderr));
+            let _ = writeln!(
+                out,
+                "<details><summary>stderr</summary><pre>{}</pre></details>",
+                esc(&d.stderr)
+            );
         }
         out.push_str("</div>\n");
     }
@@ -215,7 +284,10 @@ fn failures(out: &mut String, r: &RunRecord) {
 fn skips(out: &mut String, r: &RunRecord) {
     let mut by_reason: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for t in r.trials.iter().filter(|t| t.status == Status::Skip) {
-        by_reason.entry(t.skip_reason.as_deref().unwrap_or("")).or_default().push(&t.name);
+        by_reason
+            .entry(t.skip_reason.as_deref().unwrap_or(""))
+            .or_default()
+            .push(&t.name);
     }
     let _ = writeln!(out, "<h2>Skipped ({})</h2>", r.summary.skipped);
     if by_reason.is_empty() {
@@ -224,7 +296,12 @@ fn skips(out: &mut String, r: &RunRecord) {
     }
     out.push_str("<table>\n<tr><th>reason</th><th>trials</th></tr>\n");
     for (reason, names) in by_reason {
-        let _ = writeln!(out, "<tr><td>{}</td><td class=\"mono\">{}</td></tr>", esc(reason), esc(&names.join("\n")).replace('\n', "<br>"));
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td class=\"mono\">{}</td></tr>",
+            esc(reason),
+            esc(&names.join("\n")).replace('\n', "<br>")
+        );
     }
     out.push_str("</table>\n");
 }
@@ -234,18 +311,46 @@ fn machine(out: &mut String, r: &RunRecord) {
     let m = &r.machine;
     out.push_str("<h2>Kernel and machine</h2>\n<table>\n");
     let mut row = |name: &str, value: String| {
-        let _ = writeln!(out, "<tr><th>{}</th><td class=\"mono\">{}</td></tr>", esc(name), esc(&value).replace('\n', "<br>"));
+        let _ = writeln!(
+            out,
+            "<tr><th>{}</th><td class=\"mono\">{}</td></tr>",
+            esc(name),
+            esc(&value).replace('\n', "<br>")
+        );
     };
     row("release", k.release.clone());
     row("version", k.version.clone());
     match (&k.uffd, &k.uffd_error) {
         (Some(u), _) => {
-            row("uffd features", format!("0x{:x}: {}{}", u.features_raw, u.features.join(" "), if u.user_mode_only { " (UFFD_USER_MODE_ONLY)" } else { "" }));
-            row("uffd ioctls", format!("0x{:x}: {}", u.ioctls_raw, u.ioctls.join(" ")));
+            row(
+                "uffd features",
+                format!(
+                    "0x{:x}: {}{}",
+                    u.features_raw,
+                    u.features.join(" "),
+                    if u.user_mode_only {
+                        " (UFFD_USER_MODE_ONLY)"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            row(
+                "uffd ioctls",
+                format!("0x{:x}: {}", u.ioctls_raw, u.ioctls.join(" ")),
+            );
         }
-        (None, e) => row("userfaultfd", format!("unavailable: {}", e.clone().unwrap_or_default())),
+        (None, e) => row(
+            "userfaultfd",
+            format!("unavailable: {}", e.clone().unwrap_or_default()),
+        ),
     }
-    row("/dev/userfaultfd", k.dev_userfaultfd_error.clone().unwrap_or_else(|| "available".into()));
+    row(
+        "/dev/userfaultfd",
+        k.dev_userfaultfd_error
+            .clone()
+            .unwrap_or_else(|| "available".into()),
+    );
     row(
         "pagemap bit 57",
         match k.pagemap_wp_bit {
@@ -254,13 +359,31 @@ fn machine(out: &mut String, r: &RunRecord) {
             None => "not probed".into(),
         },
     );
-    row("huge pages", format!("{} kB pages, {} total, {} free", m.huge_page_size_kib, m.huge_pages_total, m.huge_pages_free));
+    row(
+        "huge pages",
+        format!(
+            "{} kB pages, {} total, {} free",
+            m.huge_page_size_kib, m.huge_pages_total, m.huge_pages_free
+        ),
+    );
     row("swap", format!("{} kB", m.swap_total_kib));
     row("root", m.is_root.to_string());
-    row("provisioning", if m.provisioning.is_empty() { "nothing needed".into() } else { m.provisioning.join("\n") });
+    row(
+        "provisioning",
+        if m.provisioning.is_empty() {
+            "nothing needed".into()
+        } else {
+            m.provisioning.join("\n")
+        },
+    );
     let config = match (&k.config.source, &k.config.error) {
         (Some(src), _) => {
-            let opts: Vec<String> = k.config.options.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            let opts: Vec<String> = k
+                .config
+                .options
+                .iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect();
             format!("{}\n(from {src})", opts.join("\n"))
         }
         (None, e) => format!("unknown: {}", e.clone().unwrap_or_default()),
@@ -272,7 +395,13 @@ fn machine(out: &mut String, r: &RunRecord) {
 fn all_trials(out: &mut String, r: &RunRecord) {
     let _ = writeln!(out, "<details><summary>All {} trials</summary>\n<table>\n<tr><th>trial</th><th>verdict</th><th>time</th></tr>", r.trials.len());
     for t in &r.trials {
-        let _ = writeln!(out, "<tr><td><code>{}</code></td><td>{}</td><td class=\"n\">{:.0} ms</td></tr>", esc(&t.name), badge(t.status), t.duration_ms);
+        let _ = writeln!(
+            out,
+            "<tr><td><code>{}</code></td><td>{}</td><td class=\"n\">{:.0} ms</td></tr>",
+            esc(&t.name),
+            badge(t.status),
+            t.duration_ms
+        );
     }
     out.push_str("</table>\n</details>\n");
 }
@@ -304,15 +433,33 @@ mod tests {
         let html = render(&sample::record(false));
         assert!(html.starts_with("<!DOCTYPE html>") && html.ends_with("</html>\n"));
         for external in ["<script", "src=", "<link", "@import", "url("] {
-            assert!(!html.contains(external), "{external} in a self-contained page");
+            assert!(
+                !html.contains(external),
+                "{external} in a self-contained page"
+            );
         }
-        assert!(html.contains("<div class=\"banner bad\">1 trial failed</div>"), "{html}");
+        assert!(
+            html.contains("<div class=\"banner bad\">1 trial failed</div>"),
+            "{html}"
+        );
         assert!(html.contains("<tr><td><code>wp</code></td><td class=\"n\">3</td><td class=\"n\">1</td><td class=\"n\">1</td>"), "{html}");
-        assert!(html.contains("Failed at step <b>3</b> <code>write pages 0 data 2</code>."), "{html}");
-        assert!(html.contains("<td class=\"mono\">no message &lt;none&gt; &amp; \"quiet\"</td>"), "{html}");
+        assert!(
+            html.contains("Failed at step <b>3</b> <code>write pages 0 data 2</code>."),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td class=\"mono\">no message &lt;none&gt; &amp; \"quiet\"</td>"),
+            "{html}"
+        );
         assert!(html.contains("pagemap page 0: present wp"), "{html}");
-        assert!(html.contains("pagefault write|wp @ page 0 (0x7f0000000000)"), "{html}");
-        assert!(html.contains("<a href=\"https://example.org/bug?a=1&amp;b=2\">"), "{html}");
+        assert!(
+            html.contains("pagefault write|wp @ page 0 (0x7f0000000000)"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<a href=\"https://example.org/bug?a=1&amp;b=2\">"),
+            "{html}"
+        );
         assert!(html.contains("CONFIG_USERFAULTFD=y"), "{html}");
         assert!(html.contains("needs 2 free 2048 kB huge pages"), "{html}");
     }
@@ -320,12 +467,21 @@ mod tests {
     #[test]
     fn a_passing_run_says_so_and_links_only_web_addresses() {
         let mut r = sample::record(false);
-        r.trials.retain(|t| t.status == Status::Pass || t.status == Status::Xfail);
+        r.trials
+            .retain(|t| t.status == Status::Pass || t.status == Status::Xfail);
         r.trials[1].baseline.as_mut().expect("baseline").link = Some("javascript:alert(1)".into());
         r.summary = super::super::record::Summary::of(&r.trials, false);
         let html = render(&r);
-        assert!(html.contains("<div class=\"banner ok\">No failure: 2 trials, 1 passed, 0 skipped</div>"), "{html}");
+        assert!(
+            html.contains(
+                "<div class=\"banner ok\">No failure: 2 trials, 1 passed, 0 skipped</div>"
+            ),
+            "{html}"
+        );
         assert!(!html.contains("href=\"javascript"), "{html}");
-        assert!(html.contains("<h2>Skipped (0)</h2>\n<p>None.</p>"), "{html}");
+        assert!(
+            html.contains("<h2>Skipped (0)</h2>\n<p>None.</p>"),
+            "{html}"
+        );
     }
 }

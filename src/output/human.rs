@@ -40,8 +40,12 @@ pub fn trial_line(t: &TrialRecord, verbose: bool) -> Option<String> {
 pub fn summary(r: &RunRecord) -> String {
     let mut out = String::new();
     let section = |out: &mut String, title: &str, status: Status| {
-        let lines: Vec<String> =
-            r.trials.iter().filter(|t| t.status == status).filter_map(|t| trial_line(t, false)).collect();
+        let lines: Vec<String> = r
+            .trials
+            .iter()
+            .filter(|t| t.status == status)
+            .filter_map(|t| trial_line(t, false))
+            .collect();
         if !lines.is_empty() {
             let _ = writeln!(out, "\n{title}:");
             for l in lines {
@@ -58,26 +62,44 @@ pub fn summary(r: &RunRecord) -> String {
     section(&mut out, "known failures (baseline)", Status::Xfail);
     let mut skips: BTreeMap<&str, usize> = BTreeMap::new();
     for t in r.trials.iter().filter(|t| t.status == Status::Skip) {
-        *skips.entry(t.skip_reason.as_deref().unwrap_or("")).or_default() += 1;
+        *skips
+            .entry(t.skip_reason.as_deref().unwrap_or(""))
+            .or_default() += 1;
     }
     if !skips.is_empty() {
         let _ = writeln!(out, "\nskipped:");
         for (reason, n) in &skips {
-            let _ = writeln!(out, "  {n} trial{}: {reason}", if *n == 1 { "" } else { "s" });
+            let _ = writeln!(
+                out,
+                "  {n} trial{}: {reason}",
+                if *n == 1 { "" } else { "s" }
+            );
         }
     }
     let s = &r.summary;
     if let Some(b) = &r.baseline {
         for entry in &b.unmatched {
-            let _ = writeln!(out, "\nwarning: baseline {}: entry `{entry}` matches no trial of this run", b.file);
+            let _ = writeln!(
+                out,
+                "\nwarning: baseline {}: entry `{entry}` matches no trial of this run",
+                b.file
+            );
         }
-        let _ = write!(out, "\nbaseline {}: {} xfail, {} xpass", b.file, s.xfail, s.xpass);
+        let _ = write!(
+            out,
+            "\nbaseline {}: {} xfail, {} xpass",
+            b.file, s.xfail, s.xpass
+        );
         if s.xpass > 0 && !b.strict {
             out.push_str(" (XPASS does not fail the run; --strict-baseline makes it)");
         }
         out.push('\n');
     }
-    let _ = writeln!(out, "\n{} passed, {} failed, {} skipped", s.passed, s.failed, s.skipped);
+    let _ = writeln!(
+        out,
+        "\n{} passed, {} failed, {} skipped",
+        s.passed, s.failed, s.skipped
+    );
     out
 }
 
@@ -92,18 +114,35 @@ mod tests {
         assert!(s.contains("failures:\nFAIL    wp::fails::shmem (4 ms)\n    step 3 `write pages 0 data 2`:\n        messages: expected"), "{s}");
         assert!(s.contains("XPASS   pagemap::fixed::anon (4 ms)\n    passed, but the baseline lists it as failing: fixed upstream; remove the entry"), "{s}");
         assert!(s.contains("XFAIL   wp::known::anon (4 ms): known failure: known bug (https://example.org/bug?a=1&b=2)"), "{s}");
-        assert!(s.contains("  1 trial: needs 2 free 2048 kB huge pages, 0 are free"), "{s}");
-        assert!(s.contains("entry `gone::away (all memory types)` matches no trial"), "{s}");
-        assert!(s.contains("baseline known.yaml: 1 xfail, 1 xpass (XPASS does not fail"), "{s}");
+        assert!(
+            s.contains("  1 trial: needs 2 free 2048 kB huge pages, 0 are free"),
+            "{s}"
+        );
+        assert!(
+            s.contains("entry `gone::away (all memory types)` matches no trial"),
+            "{s}"
+        );
+        assert!(
+            s.contains("baseline known.yaml: 1 xfail, 1 xpass (XPASS does not fail"),
+            "{s}"
+        );
         assert!(s.ends_with("\n2 passed, 1 failed, 1 skipped\n"), "{s}");
         let strict = summary(&sample::record(true));
-        assert!(strict.contains("(failures: --strict-baseline)") && strict.ends_with("\n1 passed, 2 failed, 1 skipped\n"), "{strict}");
+        assert!(
+            strict.contains("(failures: --strict-baseline)")
+                && strict.ends_with("\n1 passed, 2 failed, 1 skipped\n"),
+            "{strict}"
+        );
     }
 
     #[test]
     fn quiet_lines_only_for_what_needs_attention() {
         let r = sample::record(false);
-        let shown: Vec<bool> = r.trials.iter().map(|t| trial_line(t, false).is_some()).collect();
+        let shown: Vec<bool> = r
+            .trials
+            .iter()
+            .map(|t| trial_line(t, false).is_some())
+            .collect();
         assert_eq!(shown, vec![false, true, true, true, false]);
         assert!(r.trials.iter().all(|t| trial_line(t, true).is_some()));
     }

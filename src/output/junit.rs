@@ -24,8 +24,14 @@ pub fn render(r: &RunRecord) -> String {
         topics.entry(&t.topic).or_default().push(t);
     }
     let counts = |trials: &[&TrialRecord]| {
-        let failures = trials.iter().filter(|t| is_failure(t.status, strict)).count();
-        let skipped = trials.iter().filter(|t| matches!(t.status, Status::Skip | Status::Xfail)).count();
+        let failures = trials
+            .iter()
+            .filter(|t| is_failure(t.status, strict))
+            .count();
+        let skipped = trials
+            .iter()
+            .filter(|t| matches!(t.status, Status::Skip | Status::Xfail))
+            .count();
         let secs: f64 = trials.iter().map(|t| t.duration_ms).sum::<f64>() / 1000.0;
         (trials.len(), failures, skipped, secs)
     };
@@ -53,10 +59,17 @@ pub fn render(r: &RunRecord) -> String {
             ("uffd-conform.version", r.tool.version.clone()),
         ];
         if let Some(b) = &r.baseline {
-            props.push(("baseline", format!("{}{}", b.file, if b.strict { " (strict)" } else { "" })));
+            props.push((
+                "baseline",
+                format!("{}{}", b.file, if b.strict { " (strict)" } else { "" }),
+            ));
         }
         for (name, value) in props {
-            let _ = writeln!(out, "      <property name=\"{name}\" value=\"{}\"/>", attr(&value));
+            let _ = writeln!(
+                out,
+                "      <property name=\"{name}\" value=\"{}\"/>",
+                attr(&value)
+            );
         }
         out.push_str("    </properties>\n");
         for t in trials {
@@ -89,7 +102,11 @@ fn testcase(out: &mut String, t: &TrialRecord, strict: bool) {
     match t.status {
         Status::Pass => out.push_str("/>\n"),
         Status::Skip => {
-            let _ = write!(out, ">\n      <skipped message=\"{}\"/>\n    </testcase>\n", attr(t.skip_reason.as_deref().unwrap_or("")));
+            let _ = write!(
+                out,
+                ">\n      <skipped message=\"{}\"/>\n    </testcase>\n",
+                attr(t.skip_reason.as_deref().unwrap_or(""))
+            );
         }
         Status::Fail => {
             let _ = write!(
@@ -121,7 +138,11 @@ fn testcase(out: &mut String, t: &TrialRecord, strict: bool) {
                     text(&format!("{what}\n(--strict-baseline makes XPASS a failure)"))
                 );
             } else {
-                let _ = write!(out, ">\n      <system-out>{}</system-out>\n    </testcase>\n", text(&what));
+                let _ = write!(
+                    out,
+                    ">\n      <system-out>{}</system-out>\n    </testcase>\n",
+                    text(&what)
+                );
             }
         }
     }
@@ -141,7 +162,17 @@ pub fn detail_text(d: &FailureDetail) -> String {
     if !d.steps.is_empty() {
         s.push_str("\n\nsteps:");
         for st in &d.steps {
-            let _ = write!(s, "\n  {} `{}`{}", st.step, st.op, if st.ran { "" } else { " (not on this memory type)" });
+            let _ = write!(
+                s,
+                "\n  {} `{}`{}",
+                st.step,
+                st.op,
+                if st.ran {
+                    ""
+                } else {
+                    " (not on this memory type)"
+                }
+            );
             for o in &st.observed {
                 let _ = write!(s, "\n      {o}");
             }
@@ -171,8 +202,13 @@ mod tests {
             .skip(1)
             .filter_map(|rest| {
                 let head = &rest[..rest.find('>').unwrap_or(rest.len())];
-                let start = head.find(&format!(" {attr_name}=\"")).map(|i| i + attr_name.len() + 3)
-                    .or_else(|| head.starts_with(&format!("{attr_name}=\"")).then_some(attr_name.len() + 2))?;
+                let start = head
+                    .find(&format!(" {attr_name}=\""))
+                    .map(|i| i + attr_name.len() + 3)
+                    .or_else(|| {
+                        head.starts_with(&format!("{attr_name}=\""))
+                            .then_some(attr_name.len() + 2)
+                    })?;
                 Some(&head[start..start + head[start..].find('"')?])
             })
             .collect()
@@ -186,8 +222,20 @@ mod tests {
         assert_eq!(attrs(&xml, "testsuite", "tests"), vec!["2", "3"]);
         assert_eq!(attrs(&xml, "testsuite", "failures"), vec!["0", "1"]);
         assert_eq!(attrs(&xml, "testsuite", "skipped"), vec!["1", "1"]);
-        assert_eq!(attrs(&xml, "testcase", "classname"), vec!["pagemap", "pagemap", "wp", "wp", "wp"]);
-        assert_eq!(attrs(&xml, "testcase", "name"), vec!["fixed::anon", "bits::hugetlb", "passes::anon", "fails::shmem", "known::anon"]);
+        assert_eq!(
+            attrs(&xml, "testcase", "classname"),
+            vec!["pagemap", "pagemap", "wp", "wp", "wp"]
+        );
+        assert_eq!(
+            attrs(&xml, "testcase", "name"),
+            vec![
+                "fixed::anon",
+                "bits::hugetlb",
+                "passes::anon",
+                "fails::shmem",
+                "known::anon"
+            ]
+        );
         assert_eq!(attrs(&xml, "testcase", "time"), vec!["0.004"; 5]);
         assert!(xml.trim_end().ends_with("</testsuites>"));
         assert_eq!(xml.matches("<testcase ").count(), 5);
@@ -200,7 +248,12 @@ mod tests {
         let msg = attrs(&xml, "failure", "message")[0];
         assert_eq!(msg, "step 3 `write pages 0 data 2`:&#10;    messages: expected [pagefault write|wp @ page 0], observed no message &lt;none&gt; &amp; &quot;quiet&quot;");
         assert!(xml.contains("steps:\n  1 `write pages all data 1`\n  2 `pagemap pages 0`\n      pagemap page 0: present wp"), "{xml}");
-        assert!(xml.contains("userfaultfd messages:\n  pagefault write|wp @ page 0 (0x7f0000000000)</failure>"), "{xml}");
+        assert!(
+            xml.contains(
+                "userfaultfd messages:\n  pagefault write|wp @ page 0 (0x7f0000000000)</failure>"
+            ),
+            "{xml}"
+        );
         assert!(!xml.contains("<none>"), "raw markup leaked: {xml}");
     }
 
@@ -209,7 +262,13 @@ mod tests {
         let xml = render(&sample::record(false));
         let skipped = attrs(&xml, "skipped", "message");
         assert_eq!(skipped[0], "needs 2 free 2048 kB huge pages, 0 are free");
-        assert!(skipped[1].starts_with("XFAIL: known failure: known bug (https://example.org/bug?a=1&amp;b=2)&#10;step 3"), "{}", skipped[1]);
+        assert!(
+            skipped[1].starts_with(
+                "XFAIL: known failure: known bug (https://example.org/bug?a=1&amp;b=2)&#10;step 3"
+            ),
+            "{}",
+            skipped[1]
+        );
         assert_eq!(attrs(&xml, "skipped", "type"), vec!["xfail"]);
         assert!(xml.contains("<system-out>XPASS: passed, but the baseline lists it as failing: fixed upstream; remove the entry</system-out>"));
         let strict = render(&sample::record(true));

@@ -48,7 +48,10 @@ pub fn read(release: &str) -> KernelConfig {
     let proc = Path::new("/proc/config.gz");
     let boot = format!("/boot/config-{release}");
     let mut errors = Vec::new();
-    match std::fs::read(proc).map_err(|e| e.to_string()).and_then(|gz| gunzip(&gz)) {
+    match std::fs::read(proc)
+        .map_err(|e| e.to_string())
+        .and_then(|gz| gunzip(&gz))
+    {
         Ok(text) => return from_text(proc.display().to_string(), &text),
         Err(e) => errors.push(format!("{}: {e}", proc.display())),
     }
@@ -56,14 +59,20 @@ pub fn read(release: &str) -> KernelConfig {
         Ok(text) => from_text(boot, &text),
         Err(e) => {
             errors.push(format!("{boot}: {e}"));
-            KernelConfig { source: None, error: Some(errors.join("; ")), options: BTreeMap::new() }
+            KernelConfig {
+                source: None,
+                error: Some(errors.join("; ")),
+                options: BTreeMap::new(),
+            }
         }
     }
 }
 
 fn gunzip(gz: &[u8]) -> Result<String, String> {
     let mut text = String::new();
-    flate2::read::GzDecoder::new(gz).read_to_string(&mut text).map_err(|e| format!("not a gzip'd config: {e}"))?;
+    flate2::read::GzDecoder::new(gz)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("not a gzip'd config: {e}"))?;
     Ok(text)
 }
 
@@ -73,12 +82,27 @@ pub fn from_text(source: String, text: &str) -> KernelConfig {
     for line in text.lines() {
         if let Some((name, value)) = line.split_once('=') {
             all.insert(name.trim(), value.trim().trim_matches('"'));
-        } else if let Some(name) = line.strip_prefix("# ").and_then(|l| l.strip_suffix(" is not set")) {
+        } else if let Some(name) = line
+            .strip_prefix("# ")
+            .and_then(|l| l.strip_suffix(" is not set"))
+        {
             all.insert(name.trim(), "n");
         }
     }
-    let options = RELEVANT.iter().map(|&n| (n.to_string(), all.get(n).copied().unwrap_or("n").to_string())).collect();
-    KernelConfig { source: Some(source), error: None, options }
+    let options = RELEVANT
+        .iter()
+        .map(|&n| {
+            (
+                n.to_string(),
+                all.get(n).copied().unwrap_or("n").to_string(),
+            )
+        })
+        .collect();
+    KernelConfig {
+        source: Some(source),
+        error: None,
+        options,
+    }
 }
 
 #[cfg(test)]
@@ -94,8 +118,14 @@ mod tests {
         assert_eq!(c.options["CONFIG_USERFAULTFD"], "y");
         assert_eq!(c.options["CONFIG_KSM"], "n");
         assert_eq!(c.options["CONFIG_ZRAM"], "m");
-        assert_eq!(c.options["CONFIG_GUP_TEST"], "n", "absent from the config reads as not set");
-        assert!(!c.options.contains_key("CONFIG_LOCALVERSION"), "only relevant options are kept");
+        assert_eq!(
+            c.options["CONFIG_GUP_TEST"], "n",
+            "absent from the config reads as not set"
+        );
+        assert!(
+            !c.options.contains_key("CONFIG_LOCALVERSION"),
+            "only relevant options are kept"
+        );
         assert_eq!(c.options.len(), RELEVANT.len());
     }
 
@@ -105,12 +135,19 @@ mod tests {
         enc.write_all(SAMPLE.as_bytes()).expect("compress");
         let gz = enc.finish().expect("compress");
         assert_eq!(gunzip(&gz).expect("decompress"), SAMPLE);
-        assert!(gunzip(b"CONFIG_X=y").unwrap_err().contains("not a gzip'd config"));
+        assert!(gunzip(b"CONFIG_X=y")
+            .unwrap_err()
+            .contains("not a gzip'd config"));
     }
 
     #[test]
     fn the_running_kernel_says_where_its_config_is_or_why_not() {
-        let c = read(&nix::sys::utsname::uname().expect("uname").release().to_string_lossy());
+        let c = read(
+            &nix::sys::utsname::uname()
+                .expect("uname")
+                .release()
+                .to_string_lossy(),
+        );
         assert!(c.source.is_some() != c.error.is_some(), "{c:?}");
     }
 }

@@ -25,11 +25,24 @@ struct State {
 impl Progress {
     /// On stderr, enabled only when stderr is a terminal.
     pub fn stderr(total: usize) -> Progress {
-        Progress::new(total, std::io::stderr().is_terminal(), Box::new(std::io::stderr()))
+        Progress::new(
+            total,
+            std::io::stderr().is_terminal(),
+            Box::new(std::io::stderr()),
+        )
     }
 
     pub fn new(total: usize, enabled: bool, out: Box<dyn Write + Send>) -> Progress {
-        Progress { total, enabled, state: Mutex::new(State { done: 0, counts: [0; 5], shown: false, out }) }
+        Progress {
+            total,
+            enabled,
+            state: Mutex::new(State {
+                done: 0,
+                counts: [0; 5],
+                shown: false,
+                out,
+            }),
+        }
     }
 
     /// Counts a finished trial: erases the progress line, lets `print` write its output (so
@@ -66,7 +79,10 @@ impl Progress {
 /// The line, cut to `width` columns so that `\r` can always rewrite it (a wrapped line can't be).
 pub fn line(done: usize, total: usize, counts: &[usize; 5], current: &str, width: usize) -> String {
     let [pass, fail, skip, xfail, xpass] = *counts;
-    let mut text = format!("[{done}/{total}] {} passed, {fail} failed, {skip} skipped", pass + xpass);
+    let mut text = format!(
+        "[{done}/{total}] {} passed, {fail} failed, {skip} skipped",
+        pass + xpass
+    );
     if xfail > 0 {
         text += &format!(", {xfail} xfail");
     }
@@ -81,7 +97,12 @@ pub fn line(done: usize, total: usize, counts: &[usize; 5], current: &str, width
 
 /// Columns of the terminal on stderr; 80 when unknown.
 fn terminal_width() -> usize {
-    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ writes one winsize into the struct we own.
     let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
     if ok && ws.ws_col > 0 {
@@ -110,9 +131,21 @@ mod tests {
 
     #[test]
     fn line_counts_and_fits_the_terminal() {
-        assert_eq!(line(3, 10, &[1, 1, 1, 0, 0], "wp::a::anon", 80), "[3/10] 1 passed, 1 failed, 1 skipped  wp::a::anon");
-        assert_eq!(line(2, 2, &[0, 0, 0, 1, 1], "x", 80), "[2/2] 1 passed, 0 failed, 0 skipped, 1 xfail  x");
-        let cut = line(3, 10, &[1, 1, 1, 0, 0], "wp::a-very-long-case-name::hugetlb-private", 40);
+        assert_eq!(
+            line(3, 10, &[1, 1, 1, 0, 0], "wp::a::anon", 80),
+            "[3/10] 1 passed, 1 failed, 1 skipped  wp::a::anon"
+        );
+        assert_eq!(
+            line(2, 2, &[0, 0, 0, 1, 1], "x", 80),
+            "[2/2] 1 passed, 0 failed, 0 skipped, 1 xfail  x"
+        );
+        let cut = line(
+            3,
+            10,
+            &[1, 1, 1, 0, 0],
+            "wp::a-very-long-case-name::hugetlb-private",
+            40,
+        );
         assert_eq!(cut.chars().count(), 39);
         assert!(cut.ends_with('…'));
     }
@@ -122,7 +155,9 @@ mod tests {
         let sink = Sink::default();
         let p = Progress::new(2, true, Box::new(sink.clone()));
         p.finished("a::b::anon", Status::Pass, || {});
-        p.finished("a::c::anon", Status::Fail, || sink.clone().write_all(b"FAIL a::c::anon\n").expect("write"));
+        p.finished("a::c::anon", Status::Fail, || {
+            sink.clone().write_all(b"FAIL a::c::anon\n").expect("write")
+        });
         p.clear();
         let out = String::from_utf8(sink.0.lock().expect("sink").clone()).expect("utf-8");
         assert!(out.starts_with("\r[1/2] 1 passed, 0 failed, 0 skipped  a::b::anon\x1b[K\r\x1b[KFAIL a::c::anon\n\r[2/2] 1 passed, 1 failed"), "{out:?}");

@@ -130,7 +130,10 @@ pub struct Summary {
 
 impl Summary {
     pub fn of(trials: &[TrialRecord], strict: bool) -> Summary {
-        let mut s = Summary { total: trials.len(), ..Summary::default() };
+        let mut s = Summary {
+            total: trials.len(),
+            ..Summary::default()
+        };
         for t in trials {
             match t.status {
                 Status::Pass => s.passed += 1,
@@ -151,7 +154,9 @@ impl Summary {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pass,
@@ -265,10 +270,14 @@ pub struct RunContext<'a> {
 
 impl RunRecord {
     pub fn build(ctx: RunContext<'_>, results: &[TrialResult]) -> RunRecord {
-        let trials: Vec<TrialRecord> = results.iter().map(|r| TrialRecord::judge(r, ctx.baseline)).collect();
+        let trials: Vec<TrialRecord> = results
+            .iter()
+            .map(|r| TrialRecord::judge(r, ctx.baseline))
+            .collect();
         let strict = ctx.baseline.is_some_and(|b| b.strict);
         let baseline = ctx.baseline.map(|b| {
-            let names: Vec<(&str, MemoryType)> = trials.iter().map(|t| (t.name.as_str(), t.memory)).collect();
+            let names: Vec<(&str, MemoryType)> =
+                trials.iter().map(|t| (t.name.as_str(), t.memory)).collect();
             BaselineInfo {
                 file: b.file.clone(),
                 strict: b.strict,
@@ -279,7 +288,10 @@ impl RunRecord {
         let p = ctx.probe;
         RunRecord {
             schema_version: SCHEMA_VERSION,
-            tool: Tool { name: env!("CARGO_PKG_NAME").into(), version: env!("CARGO_PKG_VERSION").into() },
+            tool: Tool {
+                name: env!("CARGO_PKG_NAME").into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
             started_at: ctx.started_at,
             duration_ms: ms(ctx.duration),
             selection: ctx.selection,
@@ -331,7 +343,8 @@ impl RunRecord {
     }
 
     pub fn parse(text: &str) -> Result<RunRecord, String> {
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
         match value.get("schema_version").and_then(|v| v.as_u64()) {
             Some(v) if v == u64::from(SCHEMA_VERSION) => {}
             Some(v) => {
@@ -374,13 +387,23 @@ impl TrialRecord {
             failure: None,
         };
         match &r.verdict {
-            Verdict::Pass => t.status = if entry.is_some() { Status::Xpass } else { Status::Pass },
+            Verdict::Pass => {
+                t.status = if entry.is_some() {
+                    Status::Xpass
+                } else {
+                    Status::Pass
+                }
+            }
             Verdict::Skip { reason } => {
                 t.status = Status::Skip;
                 t.skip_reason = Some(reason.clone());
             }
             Verdict::Fail { kind, message } => {
-                t.status = if entry.is_some() { Status::Xfail } else { Status::Fail };
+                t.status = if entry.is_some() {
+                    Status::Xfail
+                } else {
+                    Status::Fail
+                };
                 t.fail_kind = Some(kind_name(*kind).into());
                 t.message = Some(message.clone());
                 t.failure = Some(failure_detail(r.report.as_ref(), &r.stderr));
@@ -401,7 +424,10 @@ fn ms(d: Duration) -> f64 {
 
 /// `topic::case::memory` into topic and case.
 fn split_name(name: &str, memory: MemoryType) -> (String, String) {
-    let rest = name.strip_suffix(memory.name()).and_then(|n| n.strip_suffix("::")).unwrap_or(name);
+    let rest = name
+        .strip_suffix(memory.name())
+        .and_then(|n| n.strip_suffix("::"))
+        .unwrap_or(name);
     match rest.split_once("::") {
         Some((topic, case)) => (topic.to_string(), case.to_string()),
         None => (String::new(), rest.to_string()),
@@ -419,17 +445,31 @@ fn kind_name(kind: FailKind) -> &'static str {
 }
 
 fn feature_names(bits: u64) -> Vec<String> {
-    let mut names: Vec<String> = Feature::from_bits(bits).into_iter().map(Feature::kernel_name).collect();
+    let mut names: Vec<String> = Feature::from_bits(bits)
+        .into_iter()
+        .map(Feature::kernel_name)
+        .collect();
     let known = crate::kernel::features::mask(&Feature::ALL);
-    names.extend((0..64).filter(|b| bits & !known & (1u64 << b) != 0).map(|b| format!("bit {b}")));
+    names.extend(
+        (0..64)
+            .filter(|b| bits & !known & (1u64 << b) != 0)
+            .map(|b| format!("bit {b}")),
+    );
     names
 }
 
 fn ioctl_names(bits: u64) -> Vec<String> {
-    let mut names: Vec<String> =
-        IOCTL_NAMES.iter().filter(|(b, _)| bits & (1 << b) != 0).map(|(_, n)| n.to_string()).collect();
+    let mut names: Vec<String> = IOCTL_NAMES
+        .iter()
+        .filter(|(b, _)| bits & (1 << b) != 0)
+        .map(|(_, n)| n.to_string())
+        .collect();
     let known = IOCTL_NAMES.iter().fold(0u64, |m, (b, _)| m | 1 << b);
-    names.extend((0..64).filter(|b| bits & !known & (1u64 << b) != 0).map(|b| format!("bit {b}")));
+    names.extend(
+        (0..64)
+            .filter(|b| bits & !known & (1u64 << b) != 0)
+            .map(|b| format!("bit {b}")),
+    );
     names
 }
 
@@ -449,20 +489,35 @@ fn failure_detail(report: Option<&TrialReport>, stderr: &str) -> FailureDetail {
         d.mismatches = f
             .mismatches
             .iter()
-            .map(|m| MismatchRecord { check: m.check.clone(), expected: m.expected.clone(), observed: m.observed.clone() })
+            .map(|m| MismatchRecord {
+                check: m.check.clone(),
+                expected: m.expected.clone(),
+                observed: m.observed.clone(),
+            })
             .collect();
     }
     d.steps = report
         .steps
         .iter()
-        .map(|s| StepRecordOut { step: s.step, op: s.op.clone(), ran: s.ran, observed: s.observed.clone() })
+        .map(|s| StepRecordOut {
+            step: s.step,
+            op: s.op.clone(),
+            ran: s.ran,
+            observed: s.observed.clone(),
+        })
         .collect();
     d.messages = report.messages.iter().map(message_record).collect();
     d
 }
 
 fn message_record(m: &Message) -> MessageRecord {
-    MessageRecord { uffd: m.uffd, event: Message::event_name(m.event), arg: m.arg, page: m.page, text: m.describe() }
+    MessageRecord {
+        uffd: m.uffd,
+        event: Message::event_name(m.event),
+        arg: m.arg,
+        page: m.page,
+        text: m.describe(),
+    }
 }
 
 /// Test data shared by the format modules' unit tests: a small run with one of each verdict.
@@ -475,7 +530,11 @@ pub mod sample {
         Probe {
             kernel_release: "6.18.0-test".into(),
             kernel_version: "#1 SMP PREEMPT_DYNAMIC".into(),
-            uffd: Ok(crate::kernel::probe::UffdCaps { features: 0x1_f1ff, ioctls: 1 << 40 | 1 << 63 | 0x7, user_mode_only: false }),
+            uffd: Ok(crate::kernel::probe::UffdCaps {
+                features: 0x1_f1ff,
+                ioctls: 1 << 40 | 1 << 63 | 0x7,
+                user_mode_only: false,
+            }),
             dev_userfaultfd: Ok(()),
             huge_page_size: 2 << 20,
             huge_pages_total: 8,
@@ -499,26 +558,61 @@ pub mod sample {
                 }],
             }),
             steps: vec![
-                StepRecord { step: 1, op: "write pages all data 1".into(), ran: true, observed: vec![] },
-                StepRecord { step: 2, op: "pagemap pages 0".into(), ran: true, observed: vec!["pagemap page 0: present wp".into()] },
-                StepRecord { step: 3, op: "write pages 0 data 2".into(), ran: true, observed: vec![] },
+                StepRecord {
+                    step: 1,
+                    op: "write pages all data 1".into(),
+                    ran: true,
+                    observed: vec![],
+                },
+                StepRecord {
+                    step: 2,
+                    op: "pagemap pages 0".into(),
+                    ran: true,
+                    observed: vec!["pagemap page 0: present wp".into()],
+                },
+                StepRecord {
+                    step: 3,
+                    op: "write pages 0 data 2".into(),
+                    ran: true,
+                    observed: vec![],
+                },
             ],
-            messages: vec![Message { uffd: 0, event: crate::kernel::uapi::UFFD_EVENT_PAGEFAULT, arg: [0x3, 0x7f00_0000_0000, 0], page: Some(0) }],
+            messages: vec![Message {
+                uffd: 0,
+                event: crate::kernel::uapi::UFFD_EVENT_PAGEFAULT,
+                arg: [0x3, 0x7f00_0000_0000, 0],
+                page: Some(0),
+            }],
             api_ioctls: 0,
             register_ioctls: None,
         });
-        TrialResult { name: name.into(), memory, verdict, duration: Duration::from_millis(4), report, stderr: String::new() }
+        TrialResult {
+            name: name.into(),
+            memory,
+            verdict,
+            duration: Duration::from_millis(4),
+            report,
+            stderr: String::new(),
+        }
     }
 
     pub fn results() -> Vec<TrialResult> {
         use crate::trial::verdict::FailKind::Mismatch as M;
-        let fail = || Verdict::fail(M, "step 3 `write pages 0 data 2`:\n    messages: expected [pagefault write|wp @ page 0], observed no message <none> & \"quiet\"");
+        let fail = || {
+            Verdict::fail(M, "step 3 `write pages 0 data 2`:\n    messages: expected [pagefault write|wp @ page 0], observed no message <none> & \"quiet\"")
+        };
         vec![
             result("wp::passes::anon", MemoryType::Anon, Verdict::Pass),
             result("wp::fails::shmem", MemoryType::Shmem, fail()),
             result("wp::known::anon", MemoryType::Anon, fail()),
             result("pagemap::fixed::anon", MemoryType::Anon, Verdict::Pass),
-            result("pagemap::bits::hugetlb", MemoryType::Hugetlb, Verdict::Skip { reason: "needs 2 free 2048 kB huge pages, 0 are free".into() }),
+            result(
+                "pagemap::bits::hugetlb",
+                MemoryType::Hugetlb,
+                Verdict::Skip {
+                    reason: "needs 2 free 2048 kB huge pages, 0 are free".into(),
+                },
+            ),
         ]
     }
 
@@ -526,15 +620,24 @@ pub mod sample {
 
     pub fn record(strict: bool) -> RunRecord {
         let probe = probe();
-        let baseline = crate::output::baseline::Baseline::parse("known.yaml", BASELINE, strict).expect("baseline");
+        let baseline = crate::output::baseline::Baseline::parse("known.yaml", BASELINE, strict)
+            .expect("baseline");
         RunRecord::build(
             RunContext {
                 probe: &probe,
-                kernel_config: super::super::kconfig::from_text("/proc/config.gz".into(), "CONFIG_USERFAULTFD=y\n"),
+                kernel_config: super::super::kconfig::from_text(
+                    "/proc/config.gz".into(),
+                    "CONFIG_USERFAULTFD=y\n",
+                ),
                 provisioning: vec!["vm.nr_hugepages 0 -> 8 (restored afterwards)".into()],
                 started_at: "2025-01-02T03:04:05Z".into(),
                 duration: Duration::from_millis(1234),
-                selection: Selection { paths: vec!["cases".into()], filters: vec![], jobs: 2, no_provision: false },
+                selection: Selection {
+                    paths: vec!["cases".into()],
+                    filters: vec![],
+                    jobs: 2,
+                    no_provision: false,
+                },
                 baseline: Some(&baseline),
             },
             &results(),
@@ -549,7 +652,11 @@ mod tests {
     #[test]
     fn statuses_follow_the_baseline() {
         let r = sample::record(false);
-        let status: Vec<(&str, Status)> = r.trials.iter().map(|t| (t.name.as_str(), t.status)).collect();
+        let status: Vec<(&str, Status)> = r
+            .trials
+            .iter()
+            .map(|t| (t.name.as_str(), t.status))
+            .collect();
         assert_eq!(
             status,
             vec![
@@ -560,32 +667,73 @@ mod tests {
                 ("pagemap::bits::hugetlb", Status::Skip),
             ]
         );
-        assert_eq!(r.summary, Summary { total: 5, passed: 2, failed: 1, skipped: 1, xfail: 1, xpass: 1 });
-        assert_eq!(sample::record(true).summary.failed, 2, "strict: XPASS fails the run");
+        assert_eq!(
+            r.summary,
+            Summary {
+                total: 5,
+                passed: 2,
+                failed: 1,
+                skipped: 1,
+                xfail: 1,
+                xpass: 1
+            }
+        );
+        assert_eq!(
+            sample::record(true).summary.failed,
+            2,
+            "strict: XPASS fails the run"
+        );
         let b = r.baseline.as_ref().expect("baseline info");
-        assert_eq!(b.unmatched, vec!["gone::away (all memory types)".to_string()]);
+        assert_eq!(
+            b.unmatched,
+            vec!["gone::away (all memory types)".to_string()]
+        );
     }
 
     #[test]
     fn a_failure_keeps_step_records_messages_and_observations() {
         let r = sample::record(false);
         let t = &r.trials[1];
-        assert_eq!((t.topic.as_str(), t.case.as_str(), t.memory), ("wp", "fails", MemoryType::Shmem));
+        assert_eq!(
+            (t.topic.as_str(), t.case.as_str(), t.memory),
+            ("wp", "fails", MemoryType::Shmem)
+        );
         assert_eq!(t.fail_kind.as_deref(), Some("mismatch"));
         let f = t.failure.as_ref().expect("failure detail");
-        assert_eq!((f.step, f.op.as_deref()), (Some(3), Some("write pages 0 data 2")));
-        assert_eq!(f.steps[1].observed, vec!["pagemap page 0: present wp".to_string()]);
-        assert_eq!(f.messages[0].text, "pagefault write|wp @ page 0 (0x7f0000000000)");
-        assert!(r.trials[0].failure.is_none(), "passing trials carry no detail");
-        assert_eq!(r.trials[4].skip_reason.as_deref(), Some("needs 2 free 2048 kB huge pages, 0 are free"));
+        assert_eq!(
+            (f.step, f.op.as_deref()),
+            (Some(3), Some("write pages 0 data 2"))
+        );
+        assert_eq!(
+            f.steps[1].observed,
+            vec!["pagemap page 0: present wp".to_string()]
+        );
+        assert_eq!(
+            f.messages[0].text,
+            "pagefault write|wp @ page 0 (0x7f0000000000)"
+        );
+        assert!(
+            r.trials[0].failure.is_none(),
+            "passing trials carry no detail"
+        );
+        assert_eq!(
+            r.trials[4].skip_reason.as_deref(),
+            Some("needs 2 free 2048 kB huge pages, 0 are free")
+        );
     }
 
     #[test]
     fn kernel_bits_are_named() {
         let r = sample::record(false);
         let u = r.kernel.uffd.as_ref().expect("uffd");
-        assert!(u.features.contains(&"UFFD_FEATURE_PAGEFAULT_FLAG_WP".to_string()));
-        assert!(u.ioctls.contains(&"bit 40".to_string()) && u.ioctls.contains(&"API".to_string()), "unknown bits are kept: {:?}", u.ioctls);
+        assert!(u
+            .features
+            .contains(&"UFFD_FEATURE_PAGEFAULT_FLAG_WP".to_string()));
+        assert!(
+            u.ioctls.contains(&"bit 40".to_string()) && u.ioctls.contains(&"API".to_string()),
+            "unknown bits are kept: {:?}",
+            u.ioctls
+        );
         assert_eq!(r.kernel.config.options["CONFIG_USERFAULTFD"], "y");
     }
 
@@ -593,11 +741,19 @@ mod tests {
     fn json_round_trips_and_other_versions_are_refused() {
         let r = sample::record(false);
         assert_eq!(RunRecord::parse(&r.to_json()).expect("parses"), r);
-        let v2 = r.to_json().replacen("\"schema_version\": 1", "\"schema_version\": 2", 1);
-        assert!(RunRecord::parse(&v2).unwrap_err().contains("schema_version 2 is not supported"));
-        assert!(RunRecord::parse("{}").unwrap_err().contains("no schema_version"));
+        let v2 = r
+            .to_json()
+            .replacen("\"schema_version\": 1", "\"schema_version\": 2", 1);
+        assert!(RunRecord::parse(&v2)
+            .unwrap_err()
+            .contains("schema_version 2 is not supported"));
+        assert!(RunRecord::parse("{}")
+            .unwrap_err()
+            .contains("no schema_version"));
         assert!(RunRecord::parse("[1,").unwrap_err().starts_with("not JSON"));
         let broken = r.to_json().replacen("\"trials\"", "\"trails\"", 1);
-        assert!(RunRecord::parse(&broken).unwrap_err().contains("not a valid run record"));
+        assert!(RunRecord::parse(&broken)
+            .unwrap_err()
+            .contains("not a valid run record"));
     }
 }

@@ -25,7 +25,7 @@ pub struct OutputArgs {
     /// Write JUnit XML (for GitLab, Jenkins) to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
-    /// Known failures (YAML, docs/baseline.md): listed failing trials are XFAIL and do not fail
+    /// Known failures (YAML, docs/output.md): listed failing trials are XFAIL and do not fail
     /// the run; listed trials that pass are XPASS.
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
@@ -54,7 +54,11 @@ pub struct RunFacts<'a> {
 
 fn create(path: &Option<PathBuf>) -> Result<Option<(PathBuf, File)>, String> {
     path.as_ref()
-        .map(|p| File::create(p).map(|f| (p.clone(), f)).map_err(|e| format!("{}: {e}", p.display())))
+        .map(|p| {
+            File::create(p)
+                .map(|f| (p.clone(), f))
+                .map_err(|e| format!("{}: {e}", p.display()))
+        })
         .transpose()
 }
 
@@ -62,7 +66,11 @@ impl Session {
     /// Loads the baseline and creates the output files now, so that a typo fails before a
     /// long run rather than after it.
     pub fn start(args: &OutputArgs, total: usize, verbose: bool) -> Result<Session, String> {
-        let baseline = args.baseline.as_ref().map(|p| Baseline::load(p, args.strict_baseline)).transpose()?;
+        let baseline = args
+            .baseline
+            .as_ref()
+            .map(|p| Baseline::load(p, args.strict_baseline))
+            .transpose()?;
         Ok(Session {
             baseline,
             json: create(&args.json)?,
@@ -101,9 +109,12 @@ impl Session {
             results,
         );
         let mut write_failed = false;
-        for (file, text) in [(self.json, record.to_json()), (self.junit, junit::render(&record))]
-            .into_iter()
-            .filter_map(|(f, t)| f.map(|f| (f, t)))
+        for (file, text) in [
+            (self.json, record.to_json()),
+            (self.junit, junit::render(&record)),
+        ]
+        .into_iter()
+        .filter_map(|(f, t)| f.map(|f| (f, t)))
         {
             let (path, mut f) = file;
             if let Err(e) = f.write_all(text.as_bytes()).and_then(|_| f.sync_all()) {

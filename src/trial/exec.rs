@@ -217,7 +217,8 @@ impl Trial {
     fn check_pagemap(&self, p: &PagemapExpect) -> Checked {
         let mut observed = Vec::new();
         let mut mismatches = Vec::new();
-        let bits: [(&str, u32, Option<bool>, fn(Entry) -> bool); 5] = [
+        type Bit<'a> = (&'a str, u32, Option<bool>, fn(Entry) -> bool);
+        let bits: [Bit; 5] = [
             ("wp", 57, p.wp, Entry::uffd_wp),
             ("present", 63, p.present, Entry::present),
             ("swapped", 62, p.swapped, Entry::swapped),

@@ -70,7 +70,9 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
         let _ = stderr_pipe.read_to_end(&mut buf);
         let text = String::from_utf8_lossy(&buf).into_owned();
         let cut = text.len().saturating_sub(STDERR_KEEP);
-        text[text.ceil_char_boundary(cut)..].to_string()
+        // str::ceil_char_boundary is newer than our MSRV (1.85).
+        let start = (cut..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+        text[start..].to_string()
     });
 
     let deadline = Instant::now() + timeout;
