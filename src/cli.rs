@@ -9,12 +9,16 @@ use crate::case::{load_path, LoadedCase};
 use crate::kernel::features::Feature;
 use crate::kernel::probe::Probe;
 use crate::kernel::uapi::IOCTL_NAMES;
-use crate::plan::{plan, PlannedTrial};
 use crate::output::{self, OutputArgs, RunFacts, Session};
+use crate::plan::{plan, PlannedTrial};
 use crate::{provision, run};
 
 #[derive(Parser)]
-#[command(name = "uffd-conform", version, about = "Conformance suite for Linux userfaultfd write-protect behaviour")]
+#[command(
+    name = "uffd-conform",
+    version,
+    about = "Conformance suite for Linux userfaultfd write-protect behaviour"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -97,14 +101,24 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Probe { json } => {
             let probe = Probe::run();
             if json {
-                println!("{}", serde_json::to_string_pretty(&probe).expect("probe serializes"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&probe).expect("probe serializes")
+                );
             } else {
                 print!("{}", describe_probe(&probe));
             }
             ExitCode::SUCCESS
         }
         Command::Schema { results } => {
-            print!("{}", if results { output::record::json_schema() } else { crate::case::json_schema() });
+            print!(
+                "{}",
+                if results {
+                    output::record::json_schema()
+                } else {
+                    crate::case::json_schema()
+                }
+            );
             ExitCode::SUCCESS
         }
         Command::Compare { before, after } => output::compare::main(&before, &after),
@@ -141,11 +155,17 @@ pub fn load_all(paths: &[PathBuf]) -> Option<Vec<LoadedCase>> {
 }
 
 fn select_trials(select: &Select) -> Result<Vec<PlannedTrial>, ExitCode> {
-    let paths = if select.paths.is_empty() { vec![default_cases_dir()] } else { select.paths.clone() };
+    let paths = if select.paths.is_empty() {
+        vec![default_cases_dir()]
+    } else {
+        select.paths.clone()
+    };
     let cases = load_all(&paths).ok_or(ExitCode::from(2))?;
     let trials: Vec<PlannedTrial> = plan(&cases)
         .into_iter()
-        .filter(|t| select.filter.is_empty() || select.filter.iter().any(|f| t.name.contains(f.as_str())))
+        .filter(|t| {
+            select.filter.is_empty() || select.filter.iter().any(|f| t.name.contains(f.as_str()))
+        })
         .collect();
     Ok(trials)
 }
@@ -167,7 +187,8 @@ fn run_command(args: RunArgs) -> ExitCode {
         }
     };
     let mut probe = Probe::run();
-    let guard = (!args.no_provision).then(|| provision::provision(run::request_for(&trials), &mut probe));
+    let guard =
+        (!args.no_provision).then(|| provision::provision(run::request_for(&trials), &mut probe));
     for note in guard.iter().flat_map(|g| g.notes.iter()) {
         eprintln!("provision: {note}");
     }
@@ -183,15 +204,26 @@ fn run_command(args: RunArgs) -> ExitCode {
     drop(guard);
     let select = &args.select;
     let selection = output::record::Selection {
-        paths: if select.paths.is_empty() { vec![default_cases_dir()] } else { select.paths.clone() }
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect(),
+        paths: if select.paths.is_empty() {
+            vec![default_cases_dir()]
+        } else {
+            select.paths.clone()
+        }
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect(),
         filters: select.filter.clone(),
         jobs,
         no_provision: args.no_provision,
     };
-    session.finish(RunFacts { probe: &probe, provisioning, selection }, &results)
+    session.finish(
+        RunFacts {
+            probe: &probe,
+            provisioning,
+            selection,
+        },
+        &results,
+    )
 }
 
 /// The probe as text.
@@ -201,15 +233,26 @@ pub fn describe_probe(p: &Probe) -> String {
         Ok(caps) => {
             out += &format!(
                 "userfaultfd: available{}\nfeatures: 0x{:x}\n",
-                if caps.user_mode_only { " (UFFD_USER_MODE_ONLY only)" } else { "" },
+                if caps.user_mode_only {
+                    " (UFFD_USER_MODE_ONLY only)"
+                } else {
+                    ""
+                },
                 caps.features
             );
             for f in Feature::ALL {
-                let mark = if caps.features & f.bit() != 0 { "yes" } else { "no " };
+                let mark = if caps.features & f.bit() != 0 {
+                    "yes"
+                } else {
+                    "no "
+                };
                 out += &format!("  {mark} {}\n", f.kernel_name());
             }
-            let ioctls: Vec<&str> =
-                IOCTL_NAMES.iter().filter(|(b, _)| caps.ioctls & (1 << b) != 0).map(|(_, n)| *n).collect();
+            let ioctls: Vec<&str> = IOCTL_NAMES
+                .iter()
+                .filter(|(b, _)| caps.ioctls & (1 << b) != 0)
+                .map(|(_, n)| *n)
+                .collect();
             out += &format!("ioctls: {}\n", ioctls.join(" "));
         }
         Err(e) => out += &format!("userfaultfd: unavailable: {e}\n"),
