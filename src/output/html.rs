@@ -325,7 +325,7 @@ fn machine(out: &mut String, r: &RunRecord) {
             row(
                 "uffd features",
                 format!(
-                    "0x{:x}: {}{}",
+                    "{}: {}{}",
                     u.features_raw,
                     u.features.join(" "),
                     if u.user_mode_only {
@@ -337,7 +337,7 @@ fn machine(out: &mut String, r: &RunRecord) {
             );
             row(
                 "uffd ioctls",
-                format!("0x{:x}: {}", u.ioctls_raw, u.ioctls.join(" ")),
+                format!("{}: {}", u.ioctls_raw, u.ioctls.join(" ")),
             );
         }
         (None, e) => row(

@@ -80,12 +80,13 @@ pub struct KernelInfo {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct UffdInfo {
-    /// `uffdio_api.features` as the kernel returned it.
-    pub features_raw: u64,
+    /// `uffdio_api.features` as the kernel returned it, in hex (64-bit masks are strings so
+    /// that JavaScript readers do not lose bits).
+    pub features_raw: String,
     /// The bits above, by name (`UFFD_FEATURE_WP_ASYNC`); unknown bits as `bit N`.
     pub features: Vec<String>,
-    /// `uffdio_api.ioctls`.
-    pub ioctls_raw: u64,
+    /// `uffdio_api.ioctls`, in hex.
+    pub ioctls_raw: String,
     /// The ioctls above, by name (`WRITEPROTECT`).
     pub ioctls: Vec<String>,
     /// Opened with UFFD_USER_MODE_ONLY because the full mode was refused.
@@ -249,8 +250,8 @@ pub struct MessageRecord {
     pub uffd: usize,
     /// `pagefault`, `fork`, `remap`, `remove`, `unmap`, or `event 0xNN`.
     pub event: String,
-    /// The message's three argument words (for a page fault: flags, address, ptid).
-    pub arg: [u64; 3],
+    /// The message's three argument words in hex (for a page fault: flags, address, ptid).
+    pub arg: [String; 3],
     /// For page faults: the page of the area the address falls in.
     pub page: Option<usize>,
     /// e.g. `pagefault write|wp @ page 0 (0x7f3a5c000000)`.
@@ -300,9 +301,9 @@ impl RunRecord {
                 version: p.kernel_version.clone(),
                 config: ctx.kernel_config,
                 uffd: p.uffd.as_ref().ok().map(|c| UffdInfo {
-                    features_raw: c.features,
+                    features_raw: format!("0x{:x}", c.features),
                     features: feature_names(c.features),
-                    ioctls_raw: c.ioctls,
+                    ioctls_raw: format!("0x{:x}", c.ioctls),
                     ioctls: ioctl_names(c.ioctls),
                     user_mode_only: c.user_mode_only,
                 }),
@@ -514,7 +515,7 @@ fn message_record(m: &Message) -> MessageRecord {
     MessageRecord {
         uffd: m.uffd,
         event: Message::event_name(m.event),
-        arg: m.arg,
+        arg: m.arg.map(|w| format!("0x{w:x}")),
         page: m.page,
         text: m.describe(),
     }
