@@ -245,6 +245,20 @@ fn junit_validates_against_xsd() -> Result<Completion, Failed> {
             )
         })?;
     }
+    // The schema must be able to say no: a testcase without classname is rejected.
+    let broken = dir().join("broken.xml");
+    let text = std::fs::read_to_string(&s.junit).map_err(|e| e.to_string())?;
+    std::fs::write(&broken, text.replacen("classname=\"out\" ", "", 1))
+        .map_err(|e| e.to_string())?;
+    let out = Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(root().join("ci/junit.xsd"))
+        .arg(&broken)
+        .output()
+        .map_err(|e| e.to_string())?;
+    check(!out.status.success(), || {
+        "ci/junit.xsd accepts a testcase without classname".into()
+    })?;
     Ok(Completion::Completed)
 }
 
