@@ -13,6 +13,8 @@ use uffd_conform::plan::plan;
 use uffd_conform::trial::verdict::Verdict;
 use uffd_conform::{provision, run};
 
+mod output;
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -69,6 +71,7 @@ fn main() {
         "suite::cli-failure-exits-1",
         cli_failure_exits_1,
     ));
+    trials.extend(output::trials());
 
     let conclusion = libtest_mimic::run(&args, trials);
     drop(guard);

@@ -9,8 +9,9 @@ use crate::case::{load_path, LoadedCase};
 use crate::kernel::features::Feature;
 use crate::kernel::probe::Probe;
 use crate::kernel::uapi::IOCTL_NAMES;
+use crate::output::{self, OutputArgs, RunFacts, Session};
 use crate::plan::{plan, PlannedTrial};
-use crate::{provision, report, run};
+use crate::{provision, run};
 
 #[derive(Parser)]
 #[command(
@@ -35,8 +36,27 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the JSON Schema of the case format.
-    Schema,
+    /// Print the JSON Schema of the case format (or, with --results, of `run --json`).
+    Schema {
+        /// The schema of the run record instead (schema/results.schema.json).
+        #[arg(long)]
+        results: bool,
+    },
+    /// What changed between two runs (`run --json` files): exit 0 no regression, 1 regressions.
+    Compare {
+        /// The earlier run.
+        before: PathBuf,
+        /// The later run.
+        after: PathBuf,
+    },
+    /// Write a self-contained HTML report of a run (`run --json` file).
+    Report {
+        /// The run record.
+        record: PathBuf,
+        /// The HTML file to write.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -61,6 +81,8 @@ pub struct RunArgs {
     /// Print a line for every trial, not just failures.
     #[arg(long, short = 'v')]
     pub verbose: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Exit codes: 0 all passed or skipped, 1 a trial failed, 2 the suite could not run.
@@ -88,10 +110,19 @@ pub fn main(cli: Cli) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Schema => {
-            print!("{}", crate::case::json_schema());
+        Command::Schema { results } => {
+            print!(
+                "{}",
+                if results {
+                    output::record::json_schema()
+                } else {
+                    crate::case::json_schema()
+                }
+            );
             ExitCode::SUCCESS
         }
+        Command::Compare { before, after } => output::compare::main(&before, &after),
+        Command::Report { record, output } => output::html::main(&record, &output),
     }
 }
 
@@ -148,6 +179,13 @@ fn run_command(args: RunArgs) -> ExitCode {
         eprintln!("error: no trial selected");
         return ExitCode::from(2);
     }
+    let session = match Session::start(&args.output, trials.len(), args.verbose) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut probe = Probe::run();
     let guard =
         (!args.no_provision).then(|| provision::provision(run::request_for(&trials), &mut probe));
@@ -160,24 +198,32 @@ fn run_command(args: RunArgs) -> ExitCode {
         probe.kernel_release,
         args.jobs.unwrap_or_else(run::default_jobs)
     );
-    let verbose = args.verbose;
-    let results = run::run_all(
-        &trials,
-        &probe,
-        args.jobs.unwrap_or_else(run::default_jobs),
-        &|r| {
-            if verbose || r.verdict.is_failure() {
-                println!("{}", report::trial_line(r));
-            }
-        },
-    );
+    let jobs = args.jobs.unwrap_or_else(run::default_jobs);
+    let results = run::run_all(&trials, &probe, jobs, &|r| session.on_done(r));
+    let provisioning = guard.as_ref().map(|g| g.notes.clone()).unwrap_or_default();
     drop(guard);
-    print!("{}", report::summary(&results));
-    if report::counts(&results).failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
+    let select = &args.select;
+    let selection = output::record::Selection {
+        paths: if select.paths.is_empty() {
+            vec![default_cases_dir()]
+        } else {
+            select.paths.clone()
+        }
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect(),
+        filters: select.filter.clone(),
+        jobs,
+        no_provision: args.no_provision,
+    };
+    session.finish(
+        RunFacts {
+            probe: &probe,
+            provisioning,
+            selection,
+        },
+        &results,
+    )
 }
 
 /// The probe as text.

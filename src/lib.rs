@@ -6,10 +6,13 @@
 //! - [`plan`]: which trials a run has, and which of them the machine can run.
 //! - [`provision`]: huge pages and swap for a run, restored afterwards.
 //! - [`report`]: verdicts for people.
+//! - [`output`]: the run record (JSON) and the formats made from it (human, JUnit, HTML,
+//!   compare), baselines of known failures, the progress line.
 
 pub mod case;
 pub mod cli;
 pub mod kernel;
+pub mod output;
 pub mod plan;
 pub mod provision;
 pub mod report;

@@ -394,7 +394,7 @@ impl Trial {
         let pending = self.resolve == Resolve::Never;
         let deadline = Instant::now() + Duration::from_secs(5);
         while !thread.is_finished()
-            && !(pending && self.handler.mark().0 > mark.0)
+            && (!pending || self.handler.mark().0 == mark.0)
             && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_micros(200));

@@ -1,0 +1,134 @@
+//! The output side of `run`: the options (`--json`, `--junit`, `--baseline`,
+//! `--strict-baseline`), the live lines and progress while trials run, and at the end the
+//! run record and everything rendered from it.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime};
+
+use clap::Args;
+
+use super::baseline::Baseline;
+use super::progress::Progress;
+use super::record::{RunContext, RunRecord, Selection, TrialRecord};
+use super::{human, junit, kconfig, time};
+use crate::kernel::probe::Probe;
+use crate::trial::verdict::TrialResult;
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct OutputArgs {
+    /// Write the run record as JSON (docs/results-json.md) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write JUnit XML (for GitLab, Jenkins) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Known failures (YAML, docs/output.md): listed failing trials are XFAIL and do not fail
+    /// the run; listed trials that pass are XPASS.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// With --baseline: an XPASS (listed trial that passes) fails the run.
+    #[arg(long, requires = "baseline")]
+    pub strict_baseline: bool,
+}
+
+/// One run's output, from start to summary.
+pub struct Session {
+    baseline: Option<Baseline>,
+    json: Option<(PathBuf, File)>,
+    junit: Option<(PathBuf, File)>,
+    progress: Progress,
+    verbose: bool,
+    started_at: SystemTime,
+    started: Instant,
+}
+
+/// What the run was, for the record.
+pub struct RunFacts<'a> {
+    pub probe: &'a Probe,
+    pub provisioning: Vec<String>,
+    pub selection: Selection,
+}
+
+fn create(path: &Option<PathBuf>) -> Result<Option<(PathBuf, File)>, String> {
+    path.as_ref()
+        .map(|p| {
+            File::create(p)
+                .map(|f| (p.clone(), f))
+                .map_err(|e| format!("{}: {e}", p.display()))
+        })
+        .transpose()
+}
+
+impl Session {
+    /// Loads the baseline and creates the output files now, so that a typo fails before a
+    /// long run rather than after it.
+    pub fn start(args: &OutputArgs, total: usize, verbose: bool) -> Result<Session, String> {
+        let baseline = args
+            .baseline
+            .as_ref()
+            .map(|p| Baseline::load(p, args.strict_baseline))
+            .transpose()?;
+        Ok(Session {
+            baseline,
+            json: create(&args.json)?,
+            junit: create(&args.junit)?,
+            progress: Progress::stderr(total),
+            verbose,
+            started_at: SystemTime::now(),
+            started: Instant::now(),
+        })
+    }
+
+    /// Called as each trial finishes (from several threads).
+    pub fn on_done(&self, r: &TrialResult) {
+        let t = TrialRecord::judge(r, self.baseline.as_ref());
+        self.progress.finished(&t.name, t.status, || {
+            if let Some(line) = human::trial_line(&t, self.verbose) {
+                println!("{line}");
+            }
+        });
+    }
+
+    /// Builds the run record, writes the files, prints the summary; the exit code is 0 when
+    /// nothing failed, 1 when a trial failed, 2 when an output file could not be written.
+    pub fn finish(self, facts: RunFacts<'_>, results: &[TrialResult]) -> ExitCode {
+        self.progress.clear();
+        let record = RunRecord::build(
+            RunContext {
+                probe: facts.probe,
+                kernel_config: kconfig::read(&facts.probe.kernel_release),
+                provisioning: facts.provisioning,
+                started_at: time::rfc3339(self.started_at),
+                duration: self.started.elapsed(),
+                selection: facts.selection,
+                baseline: self.baseline.as_ref(),
+            },
+            results,
+        );
+        let mut write_failed = false;
+        for (file, text) in [
+            (self.json, record.to_json()),
+            (self.junit, junit::render(&record)),
+        ]
+        .into_iter()
+        .filter_map(|(f, t)| f.map(|f| (f, t)))
+        {
+            let (path, mut f) = file;
+            if let Err(e) = f.write_all(text.as_bytes()).and_then(|_| f.sync_all()) {
+                eprintln!("error: {}: {e}", path.display());
+                write_failed = true;
+            }
+        }
+        print!("{}", human::summary(&record));
+        if write_failed {
+            ExitCode::from(2)
+        } else if record.ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
+    }
+}
