@@ -57,6 +57,10 @@ pub struct RunArgs {
     /// Print a line for every trial, not just failures.
     #[arg(long, short = 'v')]
     pub verbose: bool,
+    /// Run the selected trials N times and report every trial whose verdict changed between
+    /// rounds (exit 1 if any did).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
 }
 
 /// Exit codes: 0 all passed or skipped, 1 a trial failed, 2 the suite could not run.
@@ -147,14 +151,25 @@ fn run_command(args: RunArgs) -> ExitCode {
         args.jobs.unwrap_or_else(run::default_jobs)
     );
     let verbose = args.verbose;
-    let results = run::run_all(&trials, &probe, args.jobs.unwrap_or_else(run::default_jobs), &|r| {
-        if verbose || r.verdict.is_failure() {
-            println!("{}", report::trial_line(r));
-        }
-    });
+    let jobs = args.jobs.unwrap_or_else(run::default_jobs);
+    let mut rounds = Vec::new();
+    for round in 1..=args.repeat {
+        let results = run::run_all(&trials, &probe, jobs, &|r| {
+            // With --repeat, a steady failure is printed once, not once per round.
+            if verbose || (r.verdict.is_failure() && round == 1) {
+                println!("{}", report::trial_line(r));
+            }
+        });
+        rounds.push(results);
+    }
     drop(guard);
-    print!("{}", report::summary(&results));
-    if report::counts(&results).failed > 0 {
+    let all: Vec<_> = rounds.iter().flatten().cloned().collect();
+    let flakes = crate::repeat::flakes(&rounds);
+    if args.repeat > 1 {
+        print!("{}", crate::repeat::report(&rounds, &flakes));
+    }
+    print!("{}", report::summary(if args.repeat > 1 { &all } else { &rounds[0] }));
+    if report::counts(&all).failed > 0 || !flakes.is_empty() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -6,12 +6,15 @@
 //! - [`plan`]: which trials a run has, and which of them the machine can run.
 //! - [`provision`]: huge pages and swap for a run, restored afterwards.
 //! - [`report`]: verdicts for people.
+//! - [`repeat`]: `run --repeat N` and the trials whose verdict changed between rounds.
 
 pub mod case;
 pub mod cli;
+pub mod hostlock;
 pub mod kernel;
 pub mod plan;
 pub mod provision;
+pub mod repeat;
 pub mod report;
 pub mod run;
 pub mod trial;

@@ -169,6 +169,11 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
         seen.push(*m);
     }
     check_modes(&case.register, &case.memory).map_err(|m| (At::Field("register"), m))?;
+    if let Some(ms) = case.timeout_ms {
+        if ms == 0 || ms > MAX_TIMEOUT_MS {
+            return Err((At::Field("timeout_ms"), format!("timeout_ms must be 1 to {MAX_TIMEOUT_MS}, not {ms}")));
+        }
+    }
     if case.steps.is_empty() {
         return Err((At::Field("steps"), "a case needs at least one step".into()));
     }
@@ -190,6 +195,10 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
     }
     Ok(())
 }
+
+/// The longest time limit a case may ask for: an hour. A larger value is a typo, and would
+/// let one stuck trial hold the run for longer than anyone waits.
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
 fn check_modes(modes: &[RegisterMode], memory: &[MemoryType]) -> Result<(), String> {
     if modes.contains(&RegisterMode::Minor) && memory.contains(&MemoryType::Anon) {
@@ -214,9 +223,16 @@ fn validate_step(case: &Case, op: &Op) -> Result<(), String> {
             return Err("`pagemap` checks no bit: name at least one of wp, present, swapped, file, exclusive".into());
         }
     }
-    if let Op::Write(a) = op {
-        if a.data == Some(0) && !matches!(a.faults, super::faults::Faults::None) {
-            // Fine: zeroes can be written while faulting. Nothing to reject.
+    if let Op::Write(a) | Op::Read(a) = op {
+        if let super::faults::Faults::List(msgs) = &a.faults {
+            if let Some(bad) = msgs.iter().filter_map(|m| m.page).find(|&p| p >= case.pages) {
+                return Err(format!(
+                    "faults: page {bad} is out of range: the case has {} page{} (0..{})",
+                    case.pages,
+                    if case.pages == 1 { "" } else { "s" },
+                    case.pages
+                ));
+            }
         }
     }
     Ok(())
@@ -271,6 +287,7 @@ fn locate(text: &str, doc: usize, at: &At) -> (u64, u64) {
         memory: Option<Spanned<IgnoredAny>>,
         register: Option<Spanned<IgnoredAny>>,
         pages: Option<Spanned<IgnoredAny>>,
+        timeout_ms: Option<Spanned<IgnoredAny>>,
         steps: Option<Vec<Spanned<IgnoredAny>>>,
         expect_failure: Option<Spanned<IgnoredAny>>,
     }
@@ -285,6 +302,7 @@ fn locate(text: &str, doc: usize, at: &At) -> (u64, u64) {
             "memory" => d.memory.as_ref(),
             "register" => d.register.as_ref(),
             "pages" => d.pages.as_ref(),
+            "timeout_ms" => d.timeout_ms.as_ref(),
             "expect_failure" => d.expect_failure.as_ref(),
             _ => None,
         }

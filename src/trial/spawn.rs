@@ -114,6 +114,10 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
             let name = nix::sys::signal::Signal::try_from(sig).map(|s| s.as_str().to_string()).unwrap_or(sig.to_string());
             format!("SIGNAL: the trial process was killed by {name} {}", at(last_step))
         }
+        // A Rust panic exits with 101 after printing "panicked at" (the tail below says where).
+        (None, Some(101)) if stderr.contains("panicked at") => {
+            format!("PANIC: the trial process panicked {} without a result", at(last_step))
+        }
         (None, Some(code)) => format!("the trial process exited with code {code} {} without a result", at(last_step)),
         _ => format!("the trial process ended {} without a result", at(last_step)),
     };
