@@ -13,7 +13,11 @@ use crate::plan::{plan, PlannedTrial};
 use crate::{provision, report, run};
 
 #[derive(Parser)]
-#[command(name = "uffd-conform", version, about = "Conformance suite for Linux userfaultfd write-protect behaviour")]
+#[command(
+    name = "uffd-conform",
+    version,
+    about = "Conformance suite for Linux userfaultfd write-protect behaviour"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -79,7 +83,10 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Probe { json } => {
             let probe = Probe::run();
             if json {
-                println!("{}", serde_json::to_string_pretty(&probe).expect("probe serializes"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&probe).expect("probe serializes")
+                );
             } else {
                 print!("{}", describe_probe(&probe));
             }
@@ -121,11 +128,17 @@ pub fn load_all(paths: &[PathBuf]) -> Option<Vec<LoadedCase>> {
 }
 
 fn select_trials(select: &Select) -> Result<Vec<PlannedTrial>, ExitCode> {
-    let paths = if select.paths.is_empty() { vec![default_cases_dir()] } else { select.paths.clone() };
+    let paths = if select.paths.is_empty() {
+        vec![default_cases_dir()]
+    } else {
+        select.paths.clone()
+    };
     let cases = load_all(&paths).ok_or(ExitCode::from(2))?;
     let trials: Vec<PlannedTrial> = plan(&cases)
         .into_iter()
-        .filter(|t| select.filter.is_empty() || select.filter.iter().any(|f| t.name.contains(f.as_str())))
+        .filter(|t| {
+            select.filter.is_empty() || select.filter.iter().any(|f| t.name.contains(f.as_str()))
+        })
         .collect();
     Ok(trials)
 }
@@ -140,7 +153,8 @@ fn run_command(args: RunArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let mut probe = Probe::run();
-    let guard = (!args.no_provision).then(|| provision::provision(run::request_for(&trials), &mut probe));
+    let guard =
+        (!args.no_provision).then(|| provision::provision(run::request_for(&trials), &mut probe));
     for note in guard.iter().flat_map(|g| g.notes.iter()) {
         eprintln!("provision: {note}");
     }
@@ -168,7 +182,10 @@ fn run_command(args: RunArgs) -> ExitCode {
     if args.repeat > 1 {
         print!("{}", crate::repeat::report(&rounds, &flakes));
     }
-    print!("{}", report::summary(if args.repeat > 1 { &all } else { &rounds[0] }));
+    print!(
+        "{}",
+        report::summary(if args.repeat > 1 { &all } else { &rounds[0] })
+    );
     if report::counts(&all).failed > 0 || !flakes.is_empty() {
         ExitCode::from(1)
     } else {
@@ -183,15 +200,26 @@ pub fn describe_probe(p: &Probe) -> String {
         Ok(caps) => {
             out += &format!(
                 "userfaultfd: available{}\nfeatures: 0x{:x}\n",
-                if caps.user_mode_only { " (UFFD_USER_MODE_ONLY only)" } else { "" },
+                if caps.user_mode_only {
+                    " (UFFD_USER_MODE_ONLY only)"
+                } else {
+                    ""
+                },
                 caps.features
             );
             for f in Feature::ALL {
-                let mark = if caps.features & f.bit() != 0 { "yes" } else { "no " };
+                let mark = if caps.features & f.bit() != 0 {
+                    "yes"
+                } else {
+                    "no "
+                };
                 out += &format!("  {mark} {}\n", f.kernel_name());
             }
-            let ioctls: Vec<&str> =
-                IOCTL_NAMES.iter().filter(|(b, _)| caps.ioctls & (1 << b) != 0).map(|(_, n)| *n).collect();
+            let ioctls: Vec<&str> = IOCTL_NAMES
+                .iter()
+                .filter(|(b, _)| caps.ioctls & (1 << b) != 0)
+                .map(|(_, n)| *n)
+                .collect();
             out += &format!("ioctls: {}\n", ioctls.join(" "));
         }
         Err(e) => out += &format!("userfaultfd: unavailable: {e}\n"),

@@ -19,7 +19,11 @@ pub struct HostLock {
 /// The lock file for `name`: in /run/lock when it exists (root runs), else the temp dir.
 fn path(name: &str) -> PathBuf {
     let dir = std::path::Path::new("/run/lock");
-    let dir = if dir.is_dir() { dir.to_path_buf() } else { std::env::temp_dir() };
+    let dir = if dir.is_dir() {
+        dir.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
     dir.join(format!("uffd-conform-{name}.lock"))
 }
 
@@ -32,16 +36,28 @@ fn open(name: &str) -> Option<File> {
         .create(false)
         .open(&path)
         .ok()
-        .or_else(|| OpenOptions::new().read(true).write(true).create(true).mode(0o644).open(&path).ok())
+        .or_else(|| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .mode(0o644)
+                .open(&path)
+                .ok()
+        })
 }
 
 /// Takes the host-wide exclusive lock `name`, waiting for other processes that hold it.
 pub fn lock(name: &str) -> HostLock {
-    HostLock { _lock: open(name).and_then(|f| Flock::lock(f, FlockArg::LockExclusive).ok()) }
+    HostLock {
+        _lock: open(name).and_then(|f| Flock::lock(f, FlockArg::LockExclusive).ok()),
+    }
 }
 
 /// Takes the lock if it is free; None when another process holds it.
 pub fn try_lock(name: &str) -> Option<HostLock> {
     let file = open(name)?;
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).ok().map(|l| HostLock { _lock: Some(l) })
+    Flock::lock(file, FlockArg::LockExclusiveNonblock)
+        .ok()
+        .map(|l| HostLock { _lock: Some(l) })
 }

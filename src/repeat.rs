@@ -76,7 +76,11 @@ pub fn flakes(rounds: &[Vec<TrialResult>]) -> Vec<Flake> {
     by_name
         .into_iter()
         .filter(|(_, (tally, _))| tally.len() > 1)
-        .map(|(name, (tally, first_failure))| Flake { name: name.to_string(), tally, first_failure })
+        .map(|(name, (tally, first_failure))| Flake {
+            name: name.to_string(),
+            tally,
+            first_failure,
+        })
         .collect()
 }
 
@@ -87,7 +91,11 @@ pub fn report(rounds: &[Vec<TrialResult>], flakes: &[Flake]) -> String {
     if !flakes.is_empty() {
         let _ = writeln!(out, "\nflaky (verdict changed between rounds):");
         for f in flakes {
-            let tally: Vec<String> = f.tally.iter().map(|(c, n)| format!("{n} {}", c.label())).collect();
+            let tally: Vec<String> = f
+                .tally
+                .iter()
+                .map(|(c, n)| format!("{n} {}", c.label()))
+                .collect();
             let _ = writeln!(out, "FLAKY   {}: {}", f.name, tally.join(", "));
             if let Some(m) = &f.first_failure {
                 let _ = writeln!(out, "    first failure: {}", m.replace('\n', "\n    "));
@@ -125,13 +133,19 @@ mod tests {
         let round = || {
             vec![
                 result("a::x::anon", Verdict::Pass),
-                result("a::y::anon", Verdict::fail(FailKind::Mismatch, "step 1 at 0x1000")),
+                result(
+                    "a::y::anon",
+                    Verdict::fail(FailKind::Mismatch, "step 1 at 0x1000"),
+                ),
                 result("a::z::anon", Verdict::Skip { reason: "r".into() }),
             ]
         };
         // Messages differ (addresses), classes do not: no flake.
         let mut second = round();
-        second[1] = result("a::y::anon", Verdict::fail(FailKind::Mismatch, "step 1 at 0x2000"));
+        second[1] = result(
+            "a::y::anon",
+            Verdict::fail(FailKind::Mismatch, "step 1 at 0x2000"),
+        );
         assert!(flakes(&[round(), second]).is_empty());
     }
 
@@ -139,7 +153,10 @@ mod tests {
     fn a_changed_verdict_is_a_flake_with_its_tally() {
         let rounds = vec![
             vec![result("a::x::anon", Verdict::Pass)],
-            vec![result("a::x::anon", Verdict::fail(FailKind::Timeout, "TIMEOUT at step 2"))],
+            vec![result(
+                "a::x::anon",
+                Verdict::fail(FailKind::Timeout, "TIMEOUT at step 2"),
+            )],
             vec![result("a::x::anon", Verdict::Pass)],
         ];
         let f = flakes(&rounds);
@@ -148,8 +165,14 @@ mod tests {
         assert_eq!(f[0].tally[&Class::Fail(FailKindKey::Timeout)], 1);
         assert_eq!(f[0].first_failure.as_deref(), Some("TIMEOUT at step 2"));
         let text = report(&rounds, &f);
-        assert!(text.contains("FLAKY   a::x::anon: 2 pass, 1 fail (timeout)"), "{text}");
-        assert!(text.ends_with("repeat: 3 rounds of 1 trials, 1 flaky\n"), "{text}");
+        assert!(
+            text.contains("FLAKY   a::x::anon: 2 pass, 1 fail (timeout)"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("repeat: 3 rounds of 1 trials, 1 flaky\n"),
+            "{text}"
+        );
     }
 
     #[test]

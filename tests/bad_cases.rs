@@ -23,7 +23,8 @@ fn cases() -> Vec<PathBuf> {
 /// `LINE:COL: text` from the sidecar.
 fn expectation(file: &Path) -> (u64, u64, String) {
     let sidecar = file.with_extension("expect");
-    let text = std::fs::read_to_string(&sidecar).unwrap_or_else(|e| panic!("{}: {e}", sidecar.display()));
+    let text =
+        std::fs::read_to_string(&sidecar).unwrap_or_else(|e| panic!("{}: {e}", sidecar.display()));
     let line = text.lines().next().unwrap_or_default();
     let parse = || -> Option<(u64, u64, String)> {
         let (l, rest) = line.split_once(':')?;
@@ -38,7 +39,11 @@ fn the_corpus_is_big_enough_and_every_file_has_an_expectation() {
     let files = cases();
     assert!(files.len() >= 30, "only {} bad cases", files.len());
     for f in &files {
-        assert!(f.with_extension("expect").is_file(), "{} has no .expect", f.display());
+        assert!(
+            f.with_extension("expect").is_file(),
+            "{} has no .expect",
+            f.display()
+        );
     }
 }
 
@@ -55,7 +60,11 @@ fn every_bad_case_gives_its_error_at_its_location() {
                 continue;
             }
             Ok(Ok(cases)) => {
-                wrong.push(format!("{}: loaded {} case(s), want an error", file.display(), cases.len()));
+                wrong.push(format!(
+                    "{}: loaded {} case(s), want an error",
+                    file.display(),
+                    cases.len()
+                ));
                 continue;
             }
             Ok(Err(errors)) => errors,
@@ -70,5 +79,10 @@ fn every_bad_case_gives_its_error_at_its_location() {
             wrong.push(format!("want `{want_prefix}...{text}...`, got {got:?}"));
         }
     }
-    assert!(wrong.is_empty(), "{} bad case(s) misreported:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} bad case(s) misreported:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }

@@ -29,13 +29,27 @@ fn main() {
     };
     let trials = vec![
         Trial::test("isolation::report-is-complete", report_is_complete),
-        Trial::test("isolation::stuck-trials-die-with-the-runner", stuck_trials_die_with_the_runner),
+        Trial::test(
+            "isolation::stuck-trials-die-with-the-runner",
+            stuck_trials_die_with_the_runner,
+        ),
         Trial::test("isolation::repeat-reports-rounds", repeat_reports_rounds),
-        root_only("host::restored-after-a-passing-run", || host_restored(Ending::Passes)),
-        root_only("host::restored-after-a-failing-run", || host_restored(Ending::Fails)),
-        root_only("host::restored-after-sigint", || host_restored(Ending::Signal(libc::SIGINT))),
-        root_only("host::restored-after-sigterm", || host_restored(Ending::Signal(libc::SIGTERM))),
-        root_only("privileges::unprivileged-run-fails-nothing", unprivileged_run_fails_nothing),
+        root_only("host::restored-after-a-passing-run", || {
+            host_restored(Ending::Passes)
+        }),
+        root_only("host::restored-after-a-failing-run", || {
+            host_restored(Ending::Fails)
+        }),
+        root_only("host::restored-after-sigint", || {
+            host_restored(Ending::Signal(libc::SIGINT))
+        }),
+        root_only("host::restored-after-sigterm", || {
+            host_restored(Ending::Signal(libc::SIGTERM))
+        }),
+        root_only(
+            "privileges::unprivileged-run-fails-nothing",
+            unprivileged_run_fails_nothing,
+        ),
     ];
     if !nix::unistd::geteuid().is_root() {
         eprintln!("note: host:: and privileges:: tests need root (to provision and to drop privileges); ignored");
@@ -52,13 +66,17 @@ const TAG_ENV: &str = "UFFD_CONFORM_RELIABILITY_TAG";
 
 fn cli(tag: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_uffd-conform"));
-    c.current_dir(root()).env(TAG_ENV, tag).env_remove("UFFD_CONFORM_NO_PROVISION");
+    c.current_dir(root())
+        .env(TAG_ENV, tag)
+        .env_remove("UFFD_CONFORM_NO_PROVISION");
     c
 }
 
 /// A fresh folder (the topic) holding `cases` as NAME.yaml files.
 fn scratch(topic: &str, cases: &[(&str, String)]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("uffd-conform-rel-{}", std::process::id())).join(topic);
+    let dir = std::env::temp_dir()
+        .join(format!("uffd-conform-rel-{}", std::process::id()))
+        .join(topic);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     for (name, text) in cases {
@@ -72,7 +90,11 @@ fn case(name: &str, head: &str, steps: &str) -> String {
 }
 
 fn passing(memory: &str) -> String {
-    case("passes", &format!("memory: [{memory}]\npages: 1\n"), "  - write: {pages: 0, data: 1}\n  - read: {pages: 0, data: 1}\n")
+    case(
+        "passes",
+        &format!("memory: [{memory}]\npages: 1\n"),
+        "  - write: {pages: 0, data: 1}\n  - read: {pages: 0, data: 1}\n",
+    )
 }
 
 /// Blocks at step 3 until its time limit.
@@ -95,12 +117,11 @@ fn crashing() -> String {
 
 /// Panics at step 2 through the test hook.
 fn panicking() -> String {
-    case("panics", "memory: [anon]\npages: 1\n", "  - write: {pages: 0, data: 1}\n  - read: {pages: 0, data: 1}\n")
-}
-
-/// Fails (a mismatch) at step 2.
-fn failing(memory: &str) -> String {
-    case("fails", &format!("memory: [{memory}]\npages: 1\n"), "  - write: {pages: 0, data: 1}\n  - read: {pages: 0, data: 2}\n")
+    case(
+        "panics",
+        "memory: [anon]\npages: 1\n",
+        "  - write: {pages: 0, data: 1}\n  - read: {pages: 0, data: 1}\n",
+    )
 }
 
 /// Waits for `child` at most `limit`; kills it and fails past that (the runner must not hang).
@@ -126,14 +147,19 @@ fn wait_output(mut child: Child, limit: Duration) -> Result<Output, Failed> {
 /// Processes (other than zombies) whose environment carries `tag`.
 fn tagged_processes(tag: &str) -> Vec<u32> {
     let needle = format!("{TAG_ENV}={tag}");
-    let Ok(entries) = std::fs::read_dir("/proc") else { return vec![] };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
             let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+                .map(|s| {
+                    s.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('Z'))
+                })
                 .unwrap_or(true);
             !zombie && env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes())
         })
@@ -173,7 +199,12 @@ fn expect(cond: bool, what: &str, out: &Output) -> Check {
 fn report_is_complete() -> Check {
     let dir = scratch(
         "iso",
-        &[("passes", passing("anon")), ("hangs", hanging(1500)), ("crashes", crashing()), ("panics", panicking())],
+        &[
+            ("passes", passing("anon")),
+            ("hangs", hanging(1500)),
+            ("crashes", crashing()),
+            ("panics", panicking()),
+        ],
     );
     let tag = format!("complete-{}", std::process::id());
     let child = cli(&tag)
@@ -187,7 +218,11 @@ fn report_is_complete() -> Check {
     let out = wait_output(child, Duration::from_secs(60))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     expect(out.status.code() == Some(1), "exit code is not 1", &out)?;
-    expect(stdout.trim_end().ends_with("1 passed, 3 failed, 0 skipped"), "the summary does not count all four", &out)?;
+    expect(
+        stdout.trim_end().ends_with("1 passed, 3 failed, 0 skipped"),
+        "the summary does not count all four",
+        &out,
+    )?;
     for want in [
         "FAIL    iso::hangs::anon",
         "TIMEOUT: no result after 1.5 s, at step 3 (the trial was killed)",
@@ -197,7 +232,11 @@ fn report_is_complete() -> Check {
         "PANIC: the trial process panicked at step 2 without a result",
         "UFFD_CONFORM_TEST_PANIC_AT asked for a panic at step 2",
     ] {
-        expect(stdout.contains(want), &format!("the report lacks {want:?}"), &out)?;
+        expect(
+            stdout.contains(want),
+            &format!("the report lacks {want:?}"),
+            &out,
+        )?;
     }
     no_process_left(&tag)
 }
@@ -231,13 +270,33 @@ fn stuck_trials_die_with_the_runner() -> Check {
 
 fn repeat_reports_rounds() -> Check {
     let dir = scratch("rep", &[("passes", passing("anon"))]);
-    let out = cli("repeat").args(["run", "--no-provision", "--repeat", "3"]).arg(&dir).output().map_err(|e| e.to_string())?;
+    let out = cli("repeat")
+        .args(["run", "--no-provision", "--repeat", "3"])
+        .arg(&dir)
+        .output()
+        .map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     expect(out.status.code() == Some(0), "exit code is not 0", &out)?;
-    expect(stdout.contains("repeat: 3 rounds of 1 trials, 0 flaky"), "no repeat line", &out)?;
-    expect(stdout.trim_end().ends_with("3 passed, 0 failed, 0 skipped"), "the summary does not count 3 runs", &out)?;
-    let bad = cli("repeat").args(["run", "--no-provision", "--repeat", "0"]).arg(&dir).output().map_err(|e| e.to_string())?;
-    expect(bad.status.code() == Some(2), "--repeat 0 is not a usage error", &bad)
+    expect(
+        stdout.contains("repeat: 3 rounds of 1 trials, 0 flaky"),
+        "no repeat line",
+        &out,
+    )?;
+    expect(
+        stdout.trim_end().ends_with("3 passed, 0 failed, 0 skipped"),
+        "the summary does not count 3 runs",
+        &out,
+    )?;
+    let bad = cli("repeat")
+        .args(["run", "--no-provision", "--repeat", "0"])
+        .arg(&dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    expect(
+        bad.status.code() == Some(2),
+        "--repeat 0 is not a usage error",
+        &bad,
+    )
 }
 
 /// What a run may change on the host, to compare before and after.
@@ -254,10 +313,19 @@ struct HostState {
 
 impl HostState {
     fn read() -> HostState {
-        let sysctl = |name: &str| std::fs::read_to_string(format!("/proc/sys/vm/{name}")).unwrap_or_default().trim().to_string();
+        let sysctl = |name: &str| {
+            std::fs::read_to_string(format!("/proc/sys/vm/{name}"))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
         let list = |dir: &Path, prefix: &str| -> Vec<String> {
             let mut v: Vec<String> = std::fs::read_dir(dir)
-                .map(|d| d.flatten().filter_map(|e| e.file_name().to_str().map(String::from)).collect())
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|e| e.file_name().to_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
             v.retain(|n| n.starts_with(prefix));
             v.sort();
@@ -291,7 +359,11 @@ enum Ending {
 fn host_restored(ending: Ending) -> Check {
     let before = HostState::read();
     let swap_case = |name: &str, steps: &str, head: &str| {
-        case(name, &format!("memory: [anon, hugetlb]\npages: 1\nneeds: [swap]\n{head}"), steps)
+        case(
+            name,
+            &format!("memory: [anon, hugetlb]\npages: 1\nneeds: [swap]\n{head}"),
+            steps,
+        )
     };
     let (cases, topic) = match ending {
         Ending::Passes => (vec![("passes", swap_case("passes", "  - write: {pages: 0}\n", ""))], "host-pass"),
@@ -344,30 +416,50 @@ fn host_restored(ending: Ending) -> Check {
     if let Ending::Signal(sig) = ending {
         // Let the trials start (the hugetlb one holds huge pages, the anon one is blocked).
         std::thread::sleep(Duration::from_millis(500));
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::try_from(sig).unwrap())
-            .map_err(|e| e.to_string())?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::try_from(sig).unwrap(),
+        )
+        .map_err(|e| e.to_string())?;
     }
     let out = wait_output(child, Duration::from_secs(90))?;
     let _ = reader.join();
     log.extend(rx.try_iter());
     let log = log.join("\n");
-    let provisioned = log.contains("provision: vm.nr_hugepages") && log.contains("provision: swap on ");
+    let provisioned =
+        log.contains("provision: vm.nr_hugepages") && log.contains("provision: swap on ");
     let after = HostState::read();
-    let show = |what: &str| format!("{what}\nstderr:\n{log}\nstdout:\n{}", String::from_utf8_lossy(&out.stdout));
+    let show = |what: &str| {
+        format!(
+            "{what}\nstderr:\n{log}\nstdout:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    };
     if !provisioned {
         return Err(show("the run provisioned nothing, so nothing was tested (does the host already have huge pages and swap?)").into());
     }
     let code = out.status.code();
     match ending {
-        Ending::Passes if code != Some(0) => return Err(show(&format!("exit {code:?}, want 0")).into()),
-        Ending::Fails if code != Some(1) => return Err(show(&format!("exit {code:?}, want 1")).into()),
+        Ending::Passes if code != Some(0) => {
+            return Err(show(&format!("exit {code:?}, want 0")).into())
+        }
+        Ending::Fails if code != Some(1) => {
+            return Err(show(&format!("exit {code:?}, want 1")).into())
+        }
         Ending::Signal(sig) if code != Some(128 + sig) || !log.contains("machine restored") => {
-            return Err(show(&format!("exit {code:?}, want {} and `machine restored`", 128 + sig)).into())
+            return Err(show(&format!(
+                "exit {code:?}, want {} and `machine restored`",
+                128 + sig
+            ))
+            .into())
         }
         _ => {}
     }
     if after != before {
-        return Err(show(&format!("the host changed:\nbefore {before:?}\nafter  {after:?}")).into());
+        return Err(show(&format!(
+            "the host changed:\nbefore {before:?}\nafter  {after:?}"
+        ))
+        .into());
     }
     no_process_left(&tag)
 }
@@ -396,21 +488,47 @@ fn unprivileged_run_fails_nothing() -> Check {
             .map_err(|e| e.to_string())?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let context = format!("vm.unprivileged_userfaultfd={setting}: ");
-        expect(out.status.code() == Some(0), &format!("{context}exit is not 0"), &out)?;
+        expect(
+            out.status.code() == Some(0),
+            &format!("{context}exit is not 0"),
+            &out,
+        )?;
         let summary = stdout.lines().last().unwrap_or_default();
-        expect(summary.contains(" passed, 0 failed, "), &format!("{context}failures: {summary}"), &out)?;
-        let passed: usize = summary.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
-        expect(passed > 0, &format!("{context}nothing passed: the run did not run what it can"), &out)?;
+        expect(
+            summary.contains(" passed, 0 failed, "),
+            &format!("{context}failures: {summary}"),
+            &out,
+        )?;
+        let passed: usize = summary
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        expect(
+            passed > 0,
+            &format!("{context}nothing passed: the run did not run what it can"),
+            &out,
+        )?;
         for line in stdout.lines().filter(|l| l.starts_with("skip ")) {
-            let reason = line.split_once(": ").map(|(_, r)| r.trim()).unwrap_or_default();
-            expect(reason.len() > 10, &format!("{context}a skip without a reason: {line}"), &out)?;
+            let reason = line
+                .split_once(": ")
+                .map(|(_, r)| r.trim())
+                .unwrap_or_default();
+            expect(
+                reason.len() > 10,
+                &format!("{context}a skip without a reason: {line}"),
+                &out,
+            )?;
         }
     }
     let now = std::fs::read_to_string(SYSCTL).map_err(|e| e.to_string())?;
     drop(_restore);
     let restored = std::fs::read_to_string(SYSCTL).map_err(|e| e.to_string())?;
     if restored.trim() != original.trim() {
-        return Err(format!("{SYSCTL} is {restored}, was {original} (set to {now} during the test)").into());
+        return Err(format!(
+            "{SYSCTL} is {restored}, was {original} (set to {now} during the test)"
+        )
+        .into());
     }
     Ok(())
 }

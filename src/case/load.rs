@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::model::{Case, RegisterMode};
-use super::step::Op;
+use super::step::{Op, Step};
 use crate::kernel::memory::MemoryType;
 
 /// A case and where it came from.
@@ -40,7 +40,14 @@ pub struct LoadError {
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
     }
 }
 
@@ -51,7 +58,12 @@ impl std::error::Error for LoadError {}
 pub fn load_path(path: &Path) -> Result<Vec<LoadedCase>, Vec<LoadError>> {
     let mut files = Vec::new();
     collect_files(path, &mut files).map_err(|e| {
-        vec![LoadError { file: path.to_path_buf(), line: 0, column: 0, message: e.to_string() }]
+        vec![LoadError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: e.to_string(),
+        }]
     })?;
     files.sort();
     let mut cases = Vec::new();
@@ -76,7 +88,10 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
             collect_files(&entry?.path(), out)?;
         }
     } else if path.is_file() || !path.exists() {
-        let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+        let yaml = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        );
         if yaml || !path.exists() {
             // A named file that does not exist reaches load_file and reports there.
             out.push(path.to_path_buf());
@@ -95,16 +110,28 @@ fn topic_of(file: &Path) -> String {
 
 /// Loads one file; the first error found is returned.
 pub fn load_file(file: &Path) -> Result<Vec<LoadedCase>, LoadError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| LoadError { file: file.to_path_buf(), line: 0, column: 0, message: e.to_string() })?;
+    let text = std::fs::read_to_string(file).map_err(|e| LoadError {
+        file: file.to_path_buf(),
+        line: 0,
+        column: 0,
+        message: e.to_string(),
+    })?;
     load_str(file, &text)
 }
 
 /// Loads the text of a case file named `file`.
 pub fn load_str(file: &Path, text: &str) -> Result<Vec<LoadedCase>, LoadError> {
-    let err_at = |line: u64, column: u64, message: String| LoadError { file: file.to_path_buf(), line, column, message };
+    let err_at = |line: u64, column: u64, message: String| LoadError {
+        file: file.to_path_buf(),
+        line,
+        column,
+        message,
+    };
     let cases: Vec<Case> = serde_saphyr::from_multiple(text).map_err(|e| {
-        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
         err_at(line, column, message_of(&e))
     })?;
     if cases.is_empty() {
@@ -115,9 +142,17 @@ pub fn load_str(file: &Path, text: &str) -> Result<Vec<LoadedCase>, LoadError> {
     for (doc, case) in cases.into_iter().enumerate() {
         if let Err((at, message)) = validate(&case) {
             let (line, column) = locate(text, doc, &at);
-            return Err(err_at(line, column, format!("case `{}`: {message}", case.name)));
+            return Err(err_at(
+                line,
+                column,
+                format!("case `{}`: {message}", case.name.escape_debug()),
+            ));
         }
-        out.push(LoadedCase { topic: topic.clone(), file: file.to_path_buf(), case });
+        out.push(LoadedCase {
+            topic: topic.clone(),
+            file: file.to_path_buf(),
+            case,
+        });
     }
     Ok(out)
 }
@@ -133,6 +168,34 @@ fn message_of(e: &serde_saphyr::Error) -> String {
             msg = rest;
         }
     }
+    plain(msg)
+}
+
+/// serde-saphyr's terse messages, said in the case format's words.
+fn plain(msg: &str) -> String {
+    let rewrites: &[(&str, &str)] = &[
+        ("invalid u8", "expected a whole number from 0 to 255"),
+        ("invalid u64", "expected a whole number, 0 or more"),
+        ("invalid usize", "expected a whole number, 0 or more"),
+        ("invalid boolean", "expected true or false"),
+        (
+            "expected mapping start",
+            "expected a map of `key: value` fields here",
+        ),
+        ("expected sequence start", "expected a list here"),
+    ];
+    if let Some((_, better)) = rewrites.iter().find(|(terse, _)| msg == *terse) {
+        return format!("{better} ({msg})");
+    }
+    // "duplicate mapping key: K, set DuplicateKeyPolicy in Options if acceptable": the advice
+    // is for the library's users, not for case authors.
+    if let Some(rest) = msg.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        return format!("`{key}` appears twice in the same map");
+    }
     msg.to_string()
 }
 
@@ -145,18 +208,36 @@ pub enum At {
 
 fn validate(case: &Case) -> Result<(), (At, String)> {
     let name_ok = !case.name.is_empty()
-        && case.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && case
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !name_ok {
-        return Err((At::Field("name"), format!("name `{}` must be lower-case letters, digits and `-`", case.name)));
+        return Err((
+            At::Field("name"),
+            format!(
+                "name `{}` must be lower-case letters, digits and `-`",
+                case.name.escape_debug()
+            ),
+        ));
     }
     if case.about.trim().is_empty() {
-        return Err((At::Field("about"), "`about` must say what the case checks".into()));
+        return Err((
+            At::Field("about"),
+            "`about` must say what the case checks".into(),
+        ));
     }
     if case.refs.is_empty() {
-        return Err((At::Field("refs"), "`refs` must name at least one source for the rule".into()));
+        return Err((
+            At::Field("refs"),
+            "`refs` must name at least one source for the rule".into(),
+        ));
     }
     if case.pages == 0 || case.pages > 512 {
-        return Err((At::Field("pages"), format!("pages must be 1 to 512, not {}", case.pages)));
+        return Err((
+            At::Field("pages"),
+            format!("pages must be 1 to 512, not {}", case.pages),
+        ));
     }
     if case.memory.is_empty() {
         return Err((At::Field("memory"), "`memory` lists no memory type".into()));
@@ -164,24 +245,37 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
     let mut seen = Vec::new();
     for m in &case.memory {
         if seen.contains(m) {
-            return Err((At::Field("memory"), format!("memory type `{m}` is listed twice")));
+            return Err((
+                At::Field("memory"),
+                format!("memory type `{m}` is listed twice"),
+            ));
         }
         seen.push(*m);
     }
     check_modes(&case.register, &case.memory).map_err(|m| (At::Field("register"), m))?;
     if let Some(ms) = case.timeout_ms {
         if ms == 0 || ms > MAX_TIMEOUT_MS {
-            return Err((At::Field("timeout_ms"), format!("timeout_ms must be 1 to {MAX_TIMEOUT_MS}, not {ms}")));
+            return Err((
+                At::Field("timeout_ms"),
+                format!("timeout_ms must be 1 to {MAX_TIMEOUT_MS}, not {ms}"),
+            ));
         }
     }
     if case.steps.is_empty() {
         return Err((At::Field("steps"), "a case needs at least one step".into()));
     }
     for (i, step) in case.steps.iter().enumerate() {
-        validate_step(case, &step.op).map_err(|m| (At::Step(i), format!("step {}: {m}", i + 1)))?;
+        validate_step(case, step, false)
+            .map_err(|m| (At::Step(i), format!("step {}: {m}", i + 1)))?;
         if let Some(only) = &step.only {
             if let Some(m) = only.iter().find(|m| !case.memory.contains(m)) {
-                return Err((At::Step(i), format!("step {}: `only` names `{m}`, which the case does not run on", i + 1)));
+                return Err((
+                    At::Step(i),
+                    format!(
+                        "step {}: `only` names `{m}`, which the case does not run on",
+                        i + 1
+                    ),
+                ));
             }
         }
     }
@@ -189,7 +283,11 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
         if ef.step == 0 || ef.step > case.steps.len() {
             return Err((
                 At::Field("expect_failure"),
-                format!("expect_failure.step {} is not a step (1..={})", ef.step, case.steps.len()),
+                format!(
+                    "expect_failure.step {} is not a step (1..={})",
+                    ef.step,
+                    case.steps.len()
+                ),
             ));
         }
     }
@@ -207,25 +305,27 @@ fn check_modes(modes: &[RegisterMode], memory: &[MemoryType]) -> Result<(), Stri
     Ok(())
 }
 
-fn validate_step(case: &Case, op: &Op) -> Result<(), String> {
-    let pages = match op {
-        Op::Write(a) | Op::Read(a) => &a.pages,
-        Op::Protect(r) | Op::Unprotect(r) | Op::Unregister(r) => &r.pages,
-        Op::Pagemap(p) => &p.pages,
-        Op::Register(r) => {
-            check_modes(&r.modes, &case.memory)?;
-            &r.pages
-        }
+fn validate_step(case: &Case, step: &Step, in_child: bool) -> Result<(), String> {
+    let op = &step.op;
+    let memory: Vec<MemoryType> = step.only.clone().unwrap_or_else(|| case.memory.clone());
+    let on = |pred: fn(MemoryType) -> bool| {
+        memory
+            .iter()
+            .copied()
+            .filter(|m| pred(*m))
+            .collect::<Vec<_>>()
     };
-    pages.resolve(case.pages)?;
-    if let Op::Pagemap(p) = op {
-        if [p.wp, p.present, p.swapped, p.file, p.exclusive].iter().all(Option::is_none) {
-            return Err("`pagemap` checks no bit: name at least one of wp, present, swapped, file, exclusive".into());
-        }
+    let names = |ms: Vec<MemoryType>| ms.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ");
+    for pages in op.page_sets() {
+        pages.resolve(case.pages)?;
     }
     if let Op::Write(a) | Op::Read(a) = op {
         if let super::faults::Faults::List(msgs) = &a.faults {
-            if let Some(bad) = msgs.iter().filter_map(|m| m.page).find(|&p| p >= case.pages) {
+            if let Some(bad) = msgs
+                .iter()
+                .filter_map(|m| m.page)
+                .find(|&p| p >= case.pages)
+            {
                 return Err(format!(
                     "faults: page {bad} is out of range: the case has {} page{} (0..{})",
                     case.pages,
@@ -234,6 +334,79 @@ fn validate_step(case: &Case, op: &Op) -> Result<(), String> {
                 ));
             }
         }
+    }
+    if in_child && !op.allowed_in_child() {
+        return Err(format!(
+            "`{}` cannot run in a fork child (its uffd belongs to the monitor)",
+            op.key()
+        ));
+    }
+    match op {
+        Op::Register(r) => check_modes(&r.modes, &memory)?,
+        Op::Pagemap(p) => {
+            if [p.wp, p.present, p.swapped, p.file, p.exclusive]
+                .iter()
+                .all(Option::is_none)
+            {
+                return Err("`pagemap` checks no bit: name at least one of wp, present, swapped, file, exclusive".into());
+            }
+        }
+        Op::Write(a) | Op::Read(a) if a.thread && in_child => {
+            return Err("a fork child cannot start threads".into())
+        }
+        Op::Poke(p) => {
+            if p.page >= case.pages {
+                return Err(format!(
+                    "page {} is out of range: the case has {} pages",
+                    p.page, case.pages
+                ));
+            }
+            if p.offset >= 4096 {
+                return Err(format!(
+                    "offset {} must be below 4096 (inside a base page)",
+                    p.offset
+                ));
+            }
+        }
+        Op::Fill(_) | Op::Continue(_) if memory.contains(&MemoryType::Anon) => {
+            return Err(format!(
+                "`{}` needs a file behind the memory: anon has none (limit with `only`)",
+                op.key()
+            ));
+        }
+        Op::SwapOut(_) if !on(MemoryType::is_hugetlb).is_empty() => {
+            return Err(format!(
+                "hugetlb cannot be swapped out: `swap_out` does not apply to {} (limit with `only`)",
+                names(on(MemoryType::is_hugetlb))
+            ));
+        }
+        Op::Move(m) => {
+            if memory.iter().any(|m| *m != MemoryType::Anon) {
+                return Err("UFFDIO_MOVE works on anon memory only (limit with `only`)".into());
+            }
+            if m.from.resolve(case.pages)?.len() != m.to.resolve(case.pages)?.len() {
+                return Err("`move` needs as many `to` pages as `from` pages".into());
+            }
+        }
+        Op::Fork(f) => {
+            if in_child {
+                return Err("a fork child cannot fork again".into());
+            }
+            if f.steps.is_empty() {
+                return Err("`fork` needs at least one child step".into());
+            }
+            for (j, child) in f.steps.iter().enumerate() {
+                if child.only.is_some() {
+                    return Err(format!(
+                        "child step {}: limit the fork step with `only`, not its child steps",
+                        j + 1
+                    ));
+                }
+                validate_step(case, child, true)
+                    .map_err(|m| format!("child step {}: {m}", j + 1))?;
+            }
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -288,25 +461,36 @@ fn locate(text: &str, doc: usize, at: &At) -> (u64, u64) {
         register: Option<Spanned<IgnoredAny>>,
         pages: Option<Spanned<IgnoredAny>>,
         timeout_ms: Option<Spanned<IgnoredAny>>,
-        steps: Option<Vec<Spanned<IgnoredAny>>>,
+        steps: Option<Spanned<Vec<Spanned<IgnoredAny>>>>,
         expect_failure: Option<Spanned<IgnoredAny>>,
     }
-    let Ok(docs) = serde_saphyr::from_multiple::<Locator>(text) else { return (1, 1) };
-    let Some(d) = docs.get(doc) else { return (1, 1) };
+    let Ok(docs) = serde_saphyr::from_multiple::<Locator>(text) else {
+        return (1, 1);
+    };
+    let Some(d) = docs.get(doc) else {
+        return (1, 1);
+    };
     let loc = match at {
-        At::Step(i) => d.steps.as_ref().and_then(|s| s.get(*i)).map(|s| s.referenced),
-        At::Field(f) => match *f {
-            "name" => d.name.as_ref(),
-            "about" => d.about.as_ref(),
-            "refs" => d.refs.as_ref(),
-            "memory" => d.memory.as_ref(),
-            "register" => d.register.as_ref(),
-            "pages" => d.pages.as_ref(),
-            "timeout_ms" => d.timeout_ms.as_ref(),
-            "expect_failure" => d.expect_failure.as_ref(),
-            _ => None,
+        At::Step(i) => d
+            .steps
+            .as_ref()
+            .and_then(|s| s.value.get(*i))
+            .map(|s| s.referenced),
+        At::Field(f) => {
+            let field = |s: &Option<Spanned<IgnoredAny>>| s.as_ref().map(|s| s.referenced);
+            match *f {
+                "name" => field(&d.name),
+                "about" => field(&d.about),
+                "refs" => field(&d.refs),
+                "memory" => field(&d.memory),
+                "register" => field(&d.register),
+                "pages" => field(&d.pages),
+                "timeout_ms" => field(&d.timeout_ms),
+                "steps" => d.steps.as_ref().map(|s| s.referenced),
+                "expect_failure" => field(&d.expect_failure),
+                _ => None,
+            }
         }
-        .map(|s| s.referenced),
     };
     loc.map(|l| (l.line(), l.column())).unwrap_or((1, 1))
 }

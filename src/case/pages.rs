@@ -64,21 +64,29 @@ impl Pages {
             return Ok(Pages::All);
         }
         let num = |t: &str| -> Result<usize, String> {
-            t.trim().parse().map_err(|_| format!("`{t}` is not a page number"))
+            t.trim()
+                .parse()
+                .map_err(|_| format!("`{t}` is not a page number"))
         };
         if let Some((a, b)) = s.split_once("..=") {
             let (a, b) = (num(a)?, num(b)?);
             if b < a {
-                return Err(format!("range `{s}` is empty (end must not be less than start)"));
+                return Err(format!(
+                    "range `{s}` is empty (end must not be less than start)"
+                ));
             }
             // `b + 1` overflows only for a page number no case can have.
-            let end = b.checked_add(1).ok_or_else(|| format!("page number {b} is too large"))?;
+            let end = b
+                .checked_add(1)
+                .ok_or_else(|| format!("page number {b} is too large"))?;
             return Ok(Pages::Range(a, end));
         }
         if let Some((a, b)) = s.split_once("..") {
             let (a, b) = (num(a)?, num(b)?);
             if b <= a {
-                return Err(format!("range `{s}` is empty (end must be greater than start)"));
+                return Err(format!(
+                    "range `{s}` is empty (end must be greater than start)"
+                ));
             }
             return Ok(Pages::Range(a, b));
         }
@@ -195,6 +203,9 @@ mod tests {
 
     #[test]
     fn runs_group_consecutive_pages() {
-        assert_eq!(Pages::runs(&[0, 1, 2, 5, 7, 8]), vec![(0, 3), (5, 1), (7, 2)]);
+        assert_eq!(
+            Pages::runs(&[0, 1, 2, 5, 7, 8]),
+            vec![(0, 3), (5, 1), (7, 2)]
+        );
     }
 }
