@@ -199,12 +199,7 @@ ioctl_read!(uffdio_wake, UFFD_API, _UFFDIO_WAKE, UffdioRange);
 ioctl_readwrite!(uffdio_copy, UFFD_API, _UFFDIO_COPY, UffdioCopy);
 ioctl_readwrite!(uffdio_zeropage, UFFD_API, _UFFDIO_ZEROPAGE, UffdioZeropage);
 ioctl_readwrite!(uffdio_move, UFFD_API, _UFFDIO_MOVE, UffdioMove);
-ioctl_readwrite!(
-    uffdio_writeprotect,
-    UFFD_API,
-    _UFFDIO_WRITEPROTECT,
-    UffdioWriteprotect
-);
+ioctl_readwrite!(uffdio_writeprotect, UFFD_API, _UFFDIO_WRITEPROTECT, UffdioWriteprotect);
 ioctl_readwrite!(uffdio_continue, UFFD_API, _UFFDIO_CONTINUE, UffdioContinue);
 ioctl_readwrite!(uffdio_poison, UFFD_API, _UFFDIO_POISON, UffdioPoison);
 ioctl_none!(userfaultfd_ioc_new, UFFD_API, 0x00);

@@ -10,16 +10,8 @@ use crate::case::pages::Pages;
 use crate::kernel::memory::Area;
 use crate::kernel::pagemap::{Entry, Pagemap};
 
-pub fn mismatch(
-    check: impl Into<String>,
-    expected: impl Into<String>,
-    observed: impl Into<String>,
-) -> Mismatch {
-    Mismatch {
-        check: check.into(),
-        expected: expected.into(),
-        observed: observed.into(),
-    }
+pub fn mismatch(check: impl Into<String>, expected: impl Into<String>, observed: impl Into<String>) -> Mismatch {
+    Mismatch { check: check.into(), expected: expected.into(), observed: observed.into() }
 }
 
 /// Observations on success, mismatches on failure.
@@ -50,8 +42,7 @@ pub fn access(area: &Area, a: &Access, write: bool) -> Checked {
             } else {
                 data::touch_read(addr);
                 if let Some(gen) = a.data {
-                    if let Some((word, want, got)) = data::verify_page(addr, area.page_size, p, gen)
-                    {
+                    if let Some((word, want, got)) = data::verify_page(addr, area.page_size, p, gen) {
                         mismatches.push(mismatch(
                             format!("data of page {p} at word {word}"),
                             data::explain(want),
@@ -72,11 +63,7 @@ pub fn poke(area: &Area, page: usize, offset: usize, value: u8) {
 }
 
 /// Runs `call(addr, len)` over each run of consecutive pages; stops at the first error.
-pub fn over_runs(
-    area: &Area,
-    pages: &[usize],
-    mut call: impl FnMut(usize, usize) -> Result<(), Errno>,
-) -> Result<(), Errno> {
+pub fn over_runs(area: &Area, pages: &[usize], mut call: impl FnMut(usize, usize) -> Result<(), Errno>) -> Result<(), Errno> {
     for (first, count) in Pages::runs(pages) {
         call(area.page_addr(first), count * area.page_size)?;
     }
@@ -86,8 +73,7 @@ pub fn over_runs(
 pub fn madvise(area: &Area, pages: &[usize], advice: Advice) -> Result<(), Errno> {
     over_runs(area, pages, |addr, len| {
         // SAFETY: advice on our own mapping; destructive advice is what the case asks for.
-        Errno::result(unsafe { libc::madvise(addr as *mut libc::c_void, len, advice.raw()) })
-            .map(drop)
+        Errno::result(unsafe { libc::madvise(addr as *mut libc::c_void, len, advice.raw()) }).map(drop)
     })
 }
 
@@ -136,24 +122,12 @@ pub fn swap_out(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Swapp
         if pages.iter().all(|&p| is_out(p)) {
             let observed = pages
                 .iter()
-                .map(|&p| {
-                    format!(
-                        "page {p} swapped out: {}",
-                        pagemap
-                            .entry(area.page_addr(p))
-                            .unwrap_or(Entry(0))
-                            .describe()
-                    )
-                })
+                .map(|&p| format!("page {p} swapped out: {}", pagemap.entry(area.page_addr(p)).unwrap_or(Entry(0)).describe()))
                 .collect();
             return Ok(SwappedOut::All(observed));
         }
     }
-    let kept: Vec<String> = pages
-        .iter()
-        .filter(|&&p| !is_out(p))
-        .map(|p| p.to_string())
-        .collect();
+    let kept: Vec<String> = pages.iter().filter(|&&p| !is_out(p)).map(|p| p.to_string()).collect();
     Ok(SwappedOut::NotAll(format!(
         "MADV_PAGEOUT left page(s) {} in memory (no swap device, or reclaim declined them: shared, pinned or locked)",
         kept.join(", ")
@@ -175,11 +149,7 @@ pub fn check_pagemap(area: &Area, pagemap: &Pagemap, p: &PagemapExpect) -> Check
         let entry = match pagemap.entry(area.page_addr(page)) {
             Ok(e) => e,
             Err(e) => {
-                mismatches.push(mismatch(
-                    format!("pagemap of page {page}"),
-                    "an entry",
-                    e.to_string(),
-                ));
+                mismatches.push(mismatch(format!("pagemap of page {page}"), "an entry", e.to_string()));
                 continue;
             }
         };
@@ -214,10 +184,6 @@ pub fn check_errno(call: &str, want: Option<Errno>, got: Result<(), Errno>) -> C
     if ok {
         Ok(vec![format!("{call}: {}", show(got))])
     } else {
-        Err(vec![mismatch(
-            call,
-            show(want.map_or(Ok(()), Err)),
-            show(got),
-        )])
+        Err(vec![mismatch(call, show(want.map_or(Ok(()), Err)), show(got))])
     }
 }
