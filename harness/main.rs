@@ -47,17 +47,28 @@ fn main() {
         .into_iter()
         .map(|t| {
             let probe = probe.clone();
-            Trial::ignorable_test(t.name.clone(), move || match run::run_planned(&t, &probe).verdict {
-                Verdict::Pass => Ok(Completion::Completed),
-                Verdict::Skip { reason } => Ok(Completion::ignored_with(reason)),
-                Verdict::Fail { message, .. } => Err(Failed::from(message)),
+            Trial::ignorable_test(t.name.clone(), move || {
+                match run::run_planned(&t, &probe).verdict {
+                    Verdict::Pass => Ok(Completion::Completed),
+                    Verdict::Skip { reason } => Ok(Completion::ignored_with(reason)),
+                    Verdict::Fail { message, .. } => Err(Failed::from(message)),
+                }
             })
         })
         .collect();
     trials.push(Trial::test("suite::schema-is-current", schema_is_current));
-    trials.push(Trial::test("suite::cli-yaml-error-exits-2", cli_yaml_error_exits_2));
-    trials.push(Trial::test("suite::cli-run-passes-and-summarises", cli_run_passes_and_summarises));
-    trials.push(Trial::test("suite::cli-failure-exits-1", cli_failure_exits_1));
+    trials.push(Trial::test(
+        "suite::cli-yaml-error-exits-2",
+        cli_yaml_error_exits_2,
+    ));
+    trials.push(Trial::test(
+        "suite::cli-run-passes-and-summarises",
+        cli_run_passes_and_summarises,
+    ));
+    trials.push(Trial::test(
+        "suite::cli-failure-exits-1",
+        cli_failure_exits_1,
+    ));
 
     let conclusion = libtest_mimic::run(&args, trials);
     drop(guard);
@@ -67,9 +78,13 @@ fn main() {
 /// schema/case.schema.json must be what the types generate (run `uffd-conform schema`).
 fn schema_is_current() -> Result<(), Failed> {
     let path = root().join("schema/case.schema.json");
-    let committed = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let committed =
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     if committed != uffd_conform::case::json_schema() {
-        return Err("schema/case.schema.json is stale: run `cargo run -- schema > schema/case.schema.json`".into());
+        return Err(
+            "schema/case.schema.json is stale: run `cargo run -- schema > schema/case.schema.json`"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -81,7 +96,9 @@ fn cli() -> Command {
 }
 
 fn scratch(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("uffd-conform-test-{}", std::process::id())).join("cli");
+    let dir = std::env::temp_dir()
+        .join(format!("uffd-conform-test-{}", std::process::id()))
+        .join("cli");
     std::fs::create_dir_all(&dir).expect("scratch dir");
     let path = dir.join(name);
     std::fs::write(&path, text).expect("scratch file");
@@ -89,8 +106,15 @@ fn scratch(name: &str, text: &str) -> PathBuf {
 }
 
 fn cli_yaml_error_exits_2() -> Result<(), Failed> {
-    let bad = scratch("bad.yaml", "name: broken\nabout: x\nrefs: [{seed: '1'}]\npages: 1\nsteps:\n  - write: {pages: 0\n");
-    let out = cli().args(["run", "--no-provision"]).arg(&bad).output().map_err(|e| e.to_string())?;
+    let bad = scratch(
+        "bad.yaml",
+        "name: broken\nabout: x\nrefs: [{seed: '1'}]\npages: 1\nsteps:\n  - write: {pages: 0\n",
+    );
+    let out = cli()
+        .args(["run", "--no-provision"])
+        .arg(&bad)
+        .output()
+        .map_err(|e| e.to_string())?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.code() != Some(2) {
         return Err(format!("exit {:?}, want 2; stderr: {stderr}", out.status.code()).into());
@@ -104,7 +128,13 @@ fn cli_yaml_error_exits_2() -> Result<(), Failed> {
 
 fn cli_run_passes_and_summarises() -> Result<(), Failed> {
     let out = cli()
-        .args(["run", "--no-provision", "cases/wp/protect-then-write-faults-once.yaml", "-f", "::anon"])
+        .args([
+            "run",
+            "--no-provision",
+            "cases/wp/protect-then-write-faults-once.yaml",
+            "-f",
+            "::anon",
+        ])
         .output()
         .map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -115,11 +145,20 @@ fn cli_run_passes_and_summarises() -> Result<(), Failed> {
 }
 
 fn cli_failure_exits_1() -> Result<(), Failed> {
-    let wrong = std::fs::read_to_string(root().join("tests/meta/unexpected-fault.yaml")).map_err(|e| e.to_string())?;
+    let wrong = std::fs::read_to_string(root().join("tests/meta/unexpected-fault.yaml"))
+        .map_err(|e| e.to_string())?;
     // Without expect_failure the deliberately wrong case is an ordinary failing case.
-    let wrong = wrong.split("expect_failure:").next().unwrap_or_default().to_string();
+    let wrong = wrong
+        .split("expect_failure:")
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let path = scratch("wrong.yaml", &wrong);
-    let out = cli().args(["run", "--no-provision", "-f", "::anon"]).arg(&path).output().map_err(|e| e.to_string())?;
+    let out = cli()
+        .args(["run", "--no-provision", "-f", "::anon"])
+        .arg(&path)
+        .output()
+        .map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if out.status.code() != Some(1) || !stdout.contains("step 3 `write pages 0 data 2`") {
         return Err(format!("exit {:?}, stdout: {stdout}", out.status.code()).into());

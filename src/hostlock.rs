@@ -41,6 +41,7 @@ fn open(name: &str) -> Option<File> {
                 .read(true)
                 .write(true)
                 .create(true)
+                .truncate(false)
                 .mode(0o644)
                 .open(&path)
                 .ok()

@@ -343,13 +343,12 @@ fn validate_step(case: &Case, step: &Step, in_child: bool) -> Result<(), String>
     }
     match op {
         Op::Register(r) => check_modes(&r.modes, &memory)?,
-        Op::Pagemap(p) => {
+        Op::Pagemap(p)
             if [p.wp, p.present, p.swapped, p.file, p.exclusive]
                 .iter()
-                .all(Option::is_none)
-            {
-                return Err("`pagemap` checks no bit: name at least one of wp, present, swapped, file, exclusive".into());
-            }
+                .all(Option::is_none) =>
+        {
+            return Err("`pagemap` checks no bit: name at least one of wp, present, swapped, file, exclusive".into());
         }
         Op::Write(a) | Op::Read(a) if a.thread && in_child => {
             return Err("a fork child cannot start threads".into())

@@ -410,7 +410,9 @@ pub enum ScanFlag {
     CheckWpasync,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     Wpallowed,
@@ -527,7 +529,9 @@ impl ErrnoName {
 }
 
 pub fn errno_by_name(name: &str) -> Option<nix::errno::Errno> {
-    (1..134).map(nix::errno::Errno::from_raw).find(|e| format!("{e:?}") == name)
+    (1..134)
+        .map(nix::errno::Errno::from_raw)
+        .find(|e| format!("{e:?}") == name)
 }
 
 impl TryFrom<String> for ErrnoName {
@@ -535,7 +539,9 @@ impl TryFrom<String> for ErrnoName {
     fn try_from(s: String) -> Result<Self, String> {
         match errno_by_name(&s) {
             Some(_) => Ok(ErrnoName(s)),
-            None => Err(format!("`{s}` is not an errno name (e.g. EINVAL, ENOENT, EPERM)")),
+            None => Err(format!(
+                "`{s}` is not an errno name (e.g. EINVAL, ENOENT, EPERM)"
+            )),
         }
     }
 }

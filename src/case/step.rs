@@ -156,8 +156,15 @@ impl Op {
     pub fn allowed_in_child(&self) -> bool {
         matches!(
             self,
-            Op::Write(_) | Op::Read(_) | Op::Pagemap(_) | Op::Poke(_) | Op::Madvise(_) | Op::SwapOut(_)
-                | Op::Mprotect(_) | Op::Munmap(_) | Op::Scan(_)
+            Op::Write(_)
+                | Op::Read(_)
+                | Op::Pagemap(_)
+                | Op::Poke(_)
+                | Op::Madvise(_)
+                | Op::SwapOut(_)
+                | Op::Mprotect(_)
+                | Op::Munmap(_)
+                | Op::Scan(_)
         )
     }
 }
@@ -192,7 +199,11 @@ impl<'de> Deserialize<'de> for Step {
         impl<'de> Visitor<'de> for StepVisitor {
             type Value = Step;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                write!(f, "a step: a map with one operation ({}) and optionally `only`", OP_KEYS.join(", "))
+                write!(
+                    f,
+                    "a step: a map with one operation ({}) and optionally `only`",
+                    OP_KEYS.join(", ")
+                )
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Step, A::Error> {
                 let mut op: Option<Op> = None;
@@ -217,7 +228,10 @@ impl<'de> Deserialize<'de> for Step {
                     }
                 }
                 let op = op.ok_or_else(|| {
-                    de::Error::custom(format!("a step needs an operation: one of {}", OP_KEYS.join(", ")))
+                    de::Error::custom(format!(
+                        "a step needs an operation: one of {}",
+                        OP_KEYS.join(", ")
+                    ))
                 })?;
                 Ok(Step { op, only })
             }

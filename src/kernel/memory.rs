@@ -77,7 +77,14 @@ fn reserve(len: usize, align: usize) -> Result<usize, Errno> {
     let total = len + align;
     // SAFETY: a fresh PROT_NONE reservation; trimmed below to exactly `len` bytes.
     let raw = unsafe {
-        libc::mmap(std::ptr::null_mut(), total, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            total,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
     };
     if raw == libc::MAP_FAILED {
         return Err(Errno::last());
@@ -120,34 +127,74 @@ impl Area {
     }
 
     /// Maps a new area; with `thp`, aligned to the PMD size and open to transparent huge pages.
-    pub fn map_with(memory: MemoryType, pages: usize, huge_page_size: usize, thp: bool) -> Result<Area, Errno> {
-        let page_size = if memory.is_hugetlb() { huge_page_size } else { super::pagemap::base_page_size() };
+    pub fn map_with(
+        memory: MemoryType,
+        pages: usize,
+        huge_page_size: usize,
+        thp: bool,
+    ) -> Result<Area, Errno> {
+        let page_size = if memory.is_hugetlb() {
+            huge_page_size
+        } else {
+            super::pagemap::base_page_size()
+        };
         let len = pages * page_size;
         let length = std::num::NonZeroUsize::new(len).ok_or(Errno::EINVAL)?;
         let prot = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
-        let fixed = if thp { Some(reserve(len, PMD_SIZE)?) } else { None };
+        let fixed = if thp {
+            Some(reserve(len, PMD_SIZE)?)
+        } else {
+            None
+        };
         let at = fixed.map(|a| std::num::NonZeroUsize::new(a).expect("mmap never returns 0"));
-        let fixed_flag = if thp { MapFlags::MAP_FIXED } else { MapFlags::empty() };
+        let fixed_flag = if thp {
+            MapFlags::MAP_FIXED
+        } else {
+            MapFlags::empty()
+        };
         let (base, memfd) = if memory == MemoryType::Anon {
             // SAFETY: a fresh anonymous mapping (over our own reservation, with thp).
-            let base = unsafe { mmap_anonymous(at, length, prot, MapFlags::MAP_PRIVATE | fixed_flag) }?;
+            let base =
+                unsafe { mmap_anonymous(at, length, prot, MapFlags::MAP_PRIVATE | fixed_flag) }?;
             (base, None)
         } else {
             let mut opts = memfd::MemfdOptions::default().close_on_exec(true);
             if memory.is_hugetlb() {
-                opts = opts.hugetlb(Some(memfd::HugetlbSize::Huge2MB).filter(|_| huge_page_size == 2 << 20));
+                opts = opts.hugetlb(
+                    Some(memfd::HugetlbSize::Huge2MB).filter(|_| huge_page_size == 2 << 20),
+                );
             }
             let fd = opts.create("uffd-conform").map_err(|e| match e {
                 memfd::Error::Create(io) => errno_of(io),
                 memfd::Error::AddSeals(io) | memfd::Error::GetSeals(io) => errno_of(io),
             })?;
             fd.as_file().set_len(len as u64).map_err(errno_of)?;
-            let flags = if memory.is_shared() { MapFlags::MAP_SHARED } else { MapFlags::MAP_PRIVATE };
+            let flags = if memory.is_shared() {
+                MapFlags::MAP_SHARED
+            } else {
+                MapFlags::MAP_PRIVATE
+            };
             // SAFETY: a fresh mapping of a file only this trial uses (over our reservation).
-            let base = unsafe { mmap(at, length, prot, flags | fixed_flag, fd.as_file().as_fd(), 0) }?;
+            let base = unsafe {
+                mmap(
+                    at,
+                    length,
+                    prot,
+                    flags | fixed_flag,
+                    fd.as_file().as_fd(),
+                    0,
+                )
+            }?;
             (base, Some(fd))
         };
-        let area = Area { memory, page_size, pages, base, memfd, alias: None };
+        let area = Area {
+            memory,
+            page_size,
+            pages,
+            base,
+            memfd,
+            alias: None,
+        };
         if !memory.is_hugetlb() && !thp {
             // Keep base pages base pages unless a case asks for THP: a kernel configured
             // THP=always must not turn page-level expectations into huge-page ones.
@@ -175,7 +222,8 @@ impl Area {
 
     /// The page index holding `addr`, if it is inside the area.
     pub fn page_of(&self, addr: usize) -> Option<usize> {
-        (addr >= self.base() && addr < self.base() + self.len()).then(|| (addr - self.base()) / self.page_size)
+        (addr >= self.base() && addr < self.base() + self.len())
+            .then(|| (addr - self.base()) / self.page_size)
     }
 
     /// The memfd behind the area, if any.
@@ -208,7 +256,11 @@ impl Area {
     /// Moves the whole area to a fresh address with mremap(MREMAP_MAYMOVE|MREMAP_FIXED);
     /// returns the old and new base.
     pub fn move_to_fresh(&mut self) -> Result<(usize, usize), Errno> {
-        let align = if self.memory.is_hugetlb() { self.page_size } else { PMD_SIZE };
+        let align = if self.memory.is_hugetlb() {
+            self.page_size
+        } else {
+            PMD_SIZE
+        };
         let target = reserve(self.len(), align)?;
         let old = self.base();
         // SAFETY: moves our own mapping over our own reservation.

@@ -199,7 +199,12 @@ ioctl_read!(uffdio_wake, UFFD_API, _UFFDIO_WAKE, UffdioRange);
 ioctl_readwrite!(uffdio_copy, UFFD_API, _UFFDIO_COPY, UffdioCopy);
 ioctl_readwrite!(uffdio_zeropage, UFFD_API, _UFFDIO_ZEROPAGE, UffdioZeropage);
 ioctl_readwrite!(uffdio_move, UFFD_API, _UFFDIO_MOVE, UffdioMove);
-ioctl_readwrite!(uffdio_writeprotect, UFFD_API, _UFFDIO_WRITEPROTECT, UffdioWriteprotect);
+ioctl_readwrite!(
+    uffdio_writeprotect,
+    UFFD_API,
+    _UFFDIO_WRITEPROTECT,
+    UffdioWriteprotect
+);
 ioctl_readwrite!(uffdio_continue, UFFD_API, _UFFDIO_CONTINUE, UffdioContinue);
 ioctl_readwrite!(uffdio_poison, UFFD_API, _UFFDIO_POISON, UffdioPoison);
 ioctl_none!(userfaultfd_ioc_new, UFFD_API, 0x00);
@@ -211,12 +216,12 @@ mod tests {
     #[test]
     fn ioctl_request_numbers_match_the_kernel() {
         use nix::{request_code_none, request_code_read, request_code_readwrite};
-        assert_eq!(request_code_readwrite!(0xAA, 0x3F, 24) as u64, 0xC018_AA3F);
-        assert_eq!(request_code_readwrite!(0xAA, 0x00, 32) as u64, 0xC020_AA00);
-        assert_eq!(request_code_read!(0xAA, 0x01, 16) as u64, 0x8010_AA01);
-        assert_eq!(request_code_readwrite!(0xAA, 0x06, 24) as u64, 0xC018_AA06);
-        assert_eq!(request_code_readwrite!(0xAA, 0x03, 40) as u64, 0xC028_AA03);
-        assert_eq!(request_code_none!(0xAA, 0x00) as u64, 0xAA00);
-        assert_eq!(request_code_readwrite!(b'f', 16, 96) as u64, 0xC060_6610);
+        assert_eq!(request_code_readwrite!(0xAA, 0x3F, 24), 0xC018_AA3F);
+        assert_eq!(request_code_readwrite!(0xAA, 0x00, 32), 0xC020_AA00);
+        assert_eq!(request_code_read!(0xAA, 0x01, 16), 0x8010_AA01);
+        assert_eq!(request_code_readwrite!(0xAA, 0x06, 24), 0xC018_AA06);
+        assert_eq!(request_code_readwrite!(0xAA, 0x03, 40), 0xC028_AA03);
+        assert_eq!(request_code_none!(0xAA, 0x00), 0xAA00);
+        assert_eq!(request_code_readwrite!(b'f', 16, 96), 0xC060_6610);
     }
 }

@@ -40,7 +40,11 @@ pub(super) enum StepOutcome {
 }
 
 fn setup_failure(what: &str, e: impl std::fmt::Display) -> Failure {
-    Failure { step: 0, op: "setup".into(), mismatches: vec![mismatch(what, "success", e.to_string())] }
+    Failure {
+        step: 0,
+        op: "setup".into(),
+        mismatches: vec![mismatch(what, "success", e.to_string())],
+    }
 }
 
 /// Runs the trial; `progress` is told each step before it runs.
@@ -58,18 +62,42 @@ pub fn run(spec: &TrialSpec, progress: &mut dyn FnMut(usize)) -> TrialReport {
         progress(n);
         let op = step.op.summary();
         if !step.applies_to(spec.memory) {
-            report.steps.push(StepRecord { step: n, op, ran: false, observed: vec![] });
+            report.steps.push(StepRecord {
+                step: n,
+                op,
+                ran: false,
+                observed: vec![],
+            });
             continue;
         }
         match trial.step(step) {
-            StepOutcome::Done(observed) => report.steps.push(StepRecord { step: n, op, ran: true, observed }),
+            StepOutcome::Done(observed) => report.steps.push(StepRecord {
+                step: n,
+                op,
+                ran: true,
+                observed,
+            }),
             StepOutcome::Failed(mismatches) => {
-                report.steps.push(StepRecord { step: n, op: op.clone(), ran: true, observed: vec![] });
-                report.outcome = Outcome::Fail(Failure { step: n, op, mismatches });
+                report.steps.push(StepRecord {
+                    step: n,
+                    op: op.clone(),
+                    ran: true,
+                    observed: vec![],
+                });
+                report.outcome = Outcome::Fail(Failure {
+                    step: n,
+                    op,
+                    mismatches,
+                });
                 break;
             }
             StepOutcome::Skip(reason) => {
-                report.steps.push(StepRecord { step: n, op, ran: true, observed: vec![reason.clone()] });
+                report.steps.push(StepRecord {
+                    step: n,
+                    op,
+                    ran: true,
+                    observed: vec![reason.clone()],
+                });
                 report.outcome = Outcome::Skip(format!("step {n}: {reason}"));
                 break;
             }
@@ -77,8 +105,10 @@ pub fn run(spec: &TrialSpec, progress: &mut dyn FnMut(usize)) -> TrialReport {
     }
     trial.handler.stop();
     report.messages = trial.handler.all_messages();
-    // Threads still blocked on faults nobody resolves end when the process exits after
-    // sending the report.
+    // The process exits right after sending the report. Unmapping the area now would, with
+    // UFFD_FEATURE_EVENT_UNMAP, wait forever for the stopped handler to read the event; and
+    // threads still blocked on faults nobody resolves end with the process anyway.
+    std::mem::forget(trial);
     report
 }
 
@@ -89,27 +119,54 @@ pub fn gettid() -> u32 {
 impl Trial {
     fn setup(spec: &TrialSpec, report: &mut TrialReport) -> Result<Trial, Failure> {
         let case = &spec.case;
-        let area = Area::map_with(spec.memory, case.pages, spec.huge_page_size, case.thp)
-            .map_err(|e| setup_failure(&format!("mmap {} pages of {}", case.pages, spec.memory), e.desc()))?;
+        let area = Area::map_with(spec.memory, case.pages, spec.huge_page_size, case.thp).map_err(
+            |e| {
+                setup_failure(
+                    &format!("mmap {} pages of {}", case.pages, spec.memory),
+                    e.desc(),
+                )
+            },
+        )?;
         let uffd = Uffd::open(OpenVia::Syscall, spec.user_mode_only)
             .map_err(|e| setup_failure("userfaultfd(2)", e.desc()))?;
-        let api = uffd
-            .api(spec.features)
-            .map_err(|e| setup_failure(&format!("UFFDIO_API features 0x{:x}", spec.features), e.desc()))?;
+        let api = uffd.api(spec.features).map_err(|e| {
+            setup_failure(
+                &format!("UFFDIO_API features 0x{:x}", spec.features),
+                e.desc(),
+            )
+        })?;
         report.api_ioctls = api.ioctls;
         if !case.register.is_empty() {
             let ioctls = uffd
                 .register(area.base(), area.len(), mode_mask(&case.register))
-                .map_err(|e| setup_failure(&format!("UFFDIO_REGISTER modes {:?}", case.register), e.desc()))?;
+                .map_err(|e| {
+                    setup_failure(
+                        &format!("UFFDIO_REGISTER modes {:?}", case.register),
+                        e.desc(),
+                    )
+                })?;
             report.register_ioctls = Some(ioctls);
         }
         let uffd = Arc::new(uffd);
         let base = Arc::new(AtomicUsize::new(area.base()));
-        let geometry = Geometry { base: base.clone(), page_size: area.page_size, pages: area.pages };
+        let geometry = Geometry {
+            base: base.clone(),
+            page_size: area.page_size,
+            pages: area.pages,
+        };
         let handler = Handler::start(uffd.clone(), geometry, case.resolve)
             .map_err(|e| setup_failure("start the fault handler", e))?;
-        let pagemap = Pagemap::open_self().map_err(|e| setup_failure("open /proc/self/pagemap", e))?;
-        Ok(Trial { area, uffd, handler, pagemap, features: spec.features, base, threads: vec![] })
+        let pagemap =
+            Pagemap::open_self().map_err(|e| setup_failure("open /proc/self/pagemap", e))?;
+        Ok(Trial {
+            area,
+            uffd,
+            handler,
+            pagemap,
+            features: spec.features,
+            base,
+            threads: vec![],
+        })
     }
 
     pub fn has(&self, f: Feature) -> bool {
@@ -139,7 +196,10 @@ impl Trial {
                     return self.thread_access(a, write, mark);
                 }
                 let pages = pages_of(&self.area, &a.pages);
-                (memops::access(&self.area, a, write), ctx.access(&a.faults, &pages, write, 0))
+                (
+                    memops::access(&self.area, a, write),
+                    ctx.access(&a.faults, &pages, write, 0),
+                )
             }
             Op::Poke(p) => {
                 memops::poke(&self.area, p.page, p.offset, p.value);
@@ -151,14 +211,37 @@ impl Trial {
                 }
                 (Ok(vec![]), ctx.access(&j.faults, &[], true, 0))
             }
-            Op::Protect(r) => (self.range_ioctl("UFFDIO_WRITEPROTECT(WP)", &r.pages, &r.errno, |u, s, l| u.writeprotect(s, l, UFFDIO_WRITEPROTECT_MODE_WP)), vec![]),
-            Op::Unprotect(r) => (self.range_ioctl("UFFDIO_WRITEPROTECT(0)", &r.pages, &r.errno, |u, s, l| u.writeprotect(s, l, 0)), vec![]),
-            Op::Wake(r) => (self.range_ioctl("UFFDIO_WAKE", &r.pages, &r.errno, |u, s, l| u.wake(s, l)), vec![]),
+            Op::Protect(r) => (
+                self.range_ioctl("UFFDIO_WRITEPROTECT(WP)", &r.pages, &r.errno, |u, s, l| {
+                    u.writeprotect(s, l, UFFDIO_WRITEPROTECT_MODE_WP)
+                }),
+                vec![],
+            ),
+            Op::Unprotect(r) => (
+                self.range_ioctl("UFFDIO_WRITEPROTECT(0)", &r.pages, &r.errno, |u, s, l| {
+                    u.writeprotect(s, l, 0)
+                }),
+                vec![],
+            ),
+            Op::Wake(r) => (
+                self.range_ioctl("UFFDIO_WAKE", &r.pages, &r.errno, |u, s, l| u.wake(s, l)),
+                vec![],
+            ),
             Op::Register(r) => {
                 let mode = mode_mask(&r.modes);
-                (self.range_ioctl("UFFDIO_REGISTER", &r.pages, &r.errno, |u, s, l| u.register(s, l, mode).map(drop)), vec![])
+                (
+                    self.range_ioctl("UFFDIO_REGISTER", &r.pages, &r.errno, |u, s, l| {
+                        u.register(s, l, mode).map(drop)
+                    }),
+                    vec![],
+                )
             }
-            Op::Unregister(r) => (self.range_ioctl("UFFDIO_UNREGISTER", &r.pages, &r.errno, |u, s, l| u.unregister(s, l)), vec![]),
+            Op::Unregister(r) => (
+                self.range_ioctl("UFFDIO_UNREGISTER", &r.pages, &r.errno, |u, s, l| {
+                    u.unregister(s, l)
+                }),
+                vec![],
+            ),
             Op::Copy(i) => (self.install("UFFDIO_COPY", i), vec![]),
             Op::Zeropage(i) => (self.install("UFFDIO_ZEROPAGE", i), vec![]),
             Op::Continue(i) => (self.install("UFFDIO_CONTINUE", i), vec![]),
@@ -166,10 +249,25 @@ impl Trial {
             Op::Move(m) => {
                 let from = pages_of(&self.area, &m.from);
                 let to = pages_of(&self.area, &m.to);
-                let mode = if m.allow_src_holes { UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES } else { 0 };
+                let mode = if m.allow_src_holes {
+                    UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES
+                } else {
+                    0
+                };
                 let len = from.len() * self.area.page_size;
-                let r = self.uffd.move_(self.area.page_addr(to[0]), self.area.page_addr(from[0]), len, mode).map(drop);
-                (check_errno("UFFDIO_MOVE", m.errno.as_ref().map(ErrnoName::errno), r), vec![])
+                let r = self
+                    .uffd
+                    .move_(
+                        self.area.page_addr(to[0]),
+                        self.area.page_addr(from[0]),
+                        len,
+                        mode,
+                    )
+                    .map(drop);
+                (
+                    check_errno("UFFDIO_MOVE", m.errno.as_ref().map(ErrnoName::errno), r),
+                    vec![],
+                )
             }
             Op::Fill(f) => (self.fill(&pages_of(&self.area, &f.pages), f.data), vec![]),
             Op::Pagemap(p) => (memops::check_pagemap(&self.area, &self.pagemap, p), vec![]),
@@ -179,14 +277,20 @@ impl Trial {
                 let r = memops::madvise(&self.area, &pages, m.advice);
                 let call = format!("madvise({:?})", m.advice);
                 let runs = self.runs_payload(&pages);
-                (check_errno(&call, m.errno.as_ref().map(ErrnoName::errno), r), ctx.events(&m.events, &|_| runs))
+                (
+                    check_errno(&call, m.errno.as_ref().map(ErrnoName::errno), r),
+                    ctx.events(&m.events, &|_| runs),
+                )
             }
             Op::SwapOut(s) => {
                 let pages = pages_of(&self.area, &s.pages);
                 match memops::swap_out(&self.area, &self.pagemap, &pages) {
                     Ok(SwappedOut::All(observed)) => (Ok(observed), vec![]),
                     Ok(SwappedOut::NotAll(reason)) => return StepOutcome::Skip(reason),
-                    Err(e) => (Err(vec![mismatch("madvise(MADV_PAGEOUT)", "success", e.desc())]), vec![]),
+                    Err(e) => (
+                        Err(vec![mismatch("madvise(MADV_PAGEOUT)", "success", e.desc())]),
+                        vec![],
+                    ),
                 }
             }
             Op::Mprotect(m) => {
@@ -196,7 +300,10 @@ impl Trial {
             Op::Munmap(m) => {
                 let pages = pages_of(&self.area, &m.pages);
                 let runs = self.runs_payload(&pages);
-                (check_errno("munmap", None, memops::munmap(&self.area, &pages)), ctx.events(&m.events, &|_| runs))
+                (
+                    check_errno("munmap", None, memops::munmap(&self.area, &pages)),
+                    ctx.events(&m.events, &|_| runs),
+                )
             }
             Op::Mremap(m) => match self.area.move_to_fresh() {
                 Ok((old, new)) => {
@@ -214,7 +321,12 @@ impl Trial {
     }
 
     /// Combines an operation's own checks with the check of the messages since `mark`.
-    pub fn finish(&self, mark: (usize, usize), outcome: Checked, expected: &[Expected]) -> StepOutcome {
+    pub fn finish(
+        &self,
+        mark: (usize, usize),
+        outcome: Checked,
+        expected: &[Expected],
+    ) -> StepOutcome {
         let (messages, errors) = self.handler.since(mark);
         let (mut observed, mut mismatches) = match outcome {
             Ok(o) => (o, vec![]),
@@ -224,11 +336,18 @@ impl Trial {
             mismatches.push(m);
         }
         for e in errors {
-            mismatches.push(mismatch("fault resolution", "the handler resolves every fault", e));
+            mismatches.push(mismatch(
+                "fault resolution",
+                "the handler resolves every fault",
+                e,
+            ));
         }
         if mismatches.is_empty() {
             if !messages.is_empty() {
-                observed.push(format!("messages: {}", expect::describe_messages(&messages)));
+                observed.push(format!(
+                    "messages: {}",
+                    expect::describe_messages(&messages)
+                ));
             }
             StepOutcome::Done(observed)
         } else {
@@ -251,7 +370,8 @@ impl Trial {
     /// An access from a new thread: waits until it finished or raised a message.
     fn thread_access(&mut self, a: &Access, write: bool, mark: (usize, usize)) -> StepOutcome {
         let pages = pages_of(&self.area, &a.pages);
-        let addrs: Vec<(usize, usize)> = pages.iter().map(|&p| (p, self.area.page_addr(p))).collect();
+        let addrs: Vec<(usize, usize)> =
+            pages.iter().map(|&p| (p, self.area.page_addr(p))).collect();
         let (page_size, gen) = (self.area.page_size, a.data.unwrap_or(1));
         let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -269,7 +389,8 @@ impl Trial {
         });
         let tid = tid_rx.recv().unwrap_or(0);
         let deadline = Instant::now() + Duration::from_secs(2);
-        while !thread.is_finished() && self.handler.mark().0 == mark.0 && Instant::now() < deadline {
+        while !thread.is_finished() && self.handler.mark().0 == mark.0 && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(1));
         }
         let expected = self.context(tid).access(&a.faults, &pages, write, 0);
@@ -307,10 +428,19 @@ impl Trial {
                     src.resize(len / 8, 0);
                     for (k, chunk) in src.chunks_mut(ps / 8).enumerate() {
                         // SAFETY: the chunk is a page-sized buffer we own.
-                        unsafe { data::write_page(chunk.as_mut_ptr() as usize, ps, first + k, i.data.unwrap_or(1)) };
+                        unsafe {
+                            data::write_page(
+                                chunk.as_mut_ptr() as usize,
+                                ps,
+                                first + k,
+                                i.data.unwrap_or(1),
+                            )
+                        };
                     }
                     let mode = dontwake | if i.wp { UFFDIO_COPY_MODE_WP } else { 0 };
-                    self.uffd.copy(start, src.as_ptr() as usize, len, mode).map(drop)
+                    self.uffd
+                        .copy(start, src.as_ptr() as usize, len, mode)
+                        .map(drop)
                 }
                 "UFFDIO_ZEROPAGE" => self.uffd.zeropage(start, len, dontwake).map(drop),
                 "UFFDIO_CONTINUE" => {
@@ -321,7 +451,11 @@ impl Trial {
             }
         });
         let mode = if i.wp { "(MODE_WP)" } else { "" };
-        check_errno(&format!("{name}{mode}"), i.errno.as_ref().map(ErrnoName::errno), r)
+        check_errno(
+            &format!("{name}{mode}"),
+            i.errno.as_ref().map(ErrnoName::errno),
+            r,
+        )
     }
 
     /// Writes pages through the unregistered alias mapping of the file.
@@ -332,7 +466,9 @@ impl Trial {
         };
         for &p in pages {
             // SAFETY: the alias maps the same file, read-write, and is not registered.
-            unsafe { data::write_page(alias + p * self.area.page_size, self.area.page_size, p, gen) };
+            unsafe {
+                data::write_page(alias + p * self.area.page_size, self.area.page_size, p, gen)
+            };
         }
         Ok(vec![])
     }

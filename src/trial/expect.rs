@@ -61,19 +61,39 @@ impl Context {
     }
 
     /// Expected messages for an access of `pages` at `offset` into each.
-    pub fn access(&self, faults: &Faults, pages: &[usize], write: bool, offset: usize) -> Vec<Expected> {
-        faults.expand(pages, write).iter().map(|m| self.concrete(m, offset, None)).collect()
+    pub fn access(
+        &self,
+        faults: &Faults,
+        pages: &[usize],
+        write: bool,
+        offset: usize,
+    ) -> Vec<Expected> {
+        faults
+            .expand(pages, write)
+            .iter()
+            .map(|m| self.concrete(m, offset, None))
+            .collect()
     }
 
     /// Expected messages for a call that raises events; `payload` gives the payload an event
     /// of this kind must carry.
-    pub fn events(&self, faults: &Faults, payload: &dyn Fn(EventKind) -> Option<[u64; 3]>) -> Vec<Expected> {
-        faults.expand(&[], false).iter().map(|m| self.concrete(m, 0, payload(m.event))).collect()
+    pub fn events(
+        &self,
+        faults: &Faults,
+        payload: &dyn Fn(EventKind) -> Option<[u64; 3]>,
+    ) -> Vec<Expected> {
+        faults
+            .expand(&[], false)
+            .iter()
+            .map(|m| self.concrete(m, 0, payload(m.event)))
+            .collect()
     }
 
     fn concrete(&self, m: &MsgExpect, offset: usize, payload: Option<[u64; 3]>) -> Expected {
         match m.event {
-            EventKind::Pagefault => self.pagefault(m.page, offset, m.flags.as_ref().map(|f| flag_mask(f))),
+            EventKind::Pagefault => {
+                self.pagefault(m.page, offset, m.flags.as_ref().map(|f| flag_mask(f)))
+            }
             other => Expected {
                 event: other.code(),
                 page: None,
@@ -109,12 +129,17 @@ impl Expected {
         let child = if self.from_child { " [fork uffd]" } else { "" };
         if self.event != UFFD_EVENT_PAGEFAULT {
             return match (self.event, self.payload) {
-                (UFFD_EVENT_REMAP, Some(p)) => format!("remap from 0x{:x} to 0x{:x} len 0x{:x}", p[0], p[1], p[2]),
+                (UFFD_EVENT_REMAP, Some(p)) => {
+                    format!("remap from 0x{:x} to 0x{:x} len 0x{:x}", p[0], p[1], p[2])
+                }
                 (_, Some(p)) => format!("{name} 0x{:x}..0x{:x}", p[0], p[1]),
                 _ => name,
             };
         }
-        let flags = self.flags.map(Message::flag_names).unwrap_or_else(|| "any flags".into());
+        let flags = self
+            .flags
+            .map(Message::flag_names)
+            .unwrap_or_else(|| "any flags".into());
         let at = match (self.page, self.address) {
             (Some(p), Some(a)) => format!(" @ page {p} (0x{a:x})"),
             _ => String::new(),
@@ -129,16 +154,28 @@ impl Expected {
 
 /// Checks the observed messages are exactly the expected ones, in order.
 pub fn check(expected: &[Expected], observed: &[Message]) -> Result<(), Mismatch> {
-    let ok = expected.len() == observed.len() && expected.iter().zip(observed).all(|(e, o)| e.matches(o));
+    let ok = expected.len() == observed.len()
+        && expected.iter().zip(observed).all(|(e, o)| e.matches(o));
     if ok {
         return Ok(());
     }
     let want = if expected.is_empty() {
         "no message".to_string()
     } else {
-        format!("[{}]", expected.iter().map(Expected::describe).collect::<Vec<_>>().join(", "))
+        format!(
+            "[{}]",
+            expected
+                .iter()
+                .map(Expected::describe)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     };
-    Err(Mismatch { check: "messages".into(), expected: want, observed: describe_messages(observed) })
+    Err(Mismatch {
+        check: "messages".into(),
+        expected: want,
+        observed: describe_messages(observed),
+    })
 }
 
 pub fn describe_messages(messages: &[Message]) -> String {

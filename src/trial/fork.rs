@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
 
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult};
+use nix::unistd::ForkResult;
 use serde::{Deserialize, Serialize};
 
 use super::exec::{gettid, StepOutcome, Trial};
@@ -34,8 +34,7 @@ pub(super) fn run(trial: &mut Trial, f: &Fork, mark: (usize, usize)) -> StepOutc
         Ok(p) => p,
         Err(e) => return StepOutcome::Failed(vec![mismatch("pipe", "success", e.desc())]),
     };
-    // SAFETY: the child only runs its steps (no locks other threads may hold) and _exits.
-    match unsafe { fork() } {
+    match raw_fork() {
         Err(e) => StepOutcome::Failed(vec![mismatch("fork", "success", e.desc())]),
         Ok(ForkResult::Child) => {
             drop(up_r);
@@ -50,19 +49,51 @@ pub(super) fn run(trial: &mut Trial, f: &Fork, mark: (usize, usize)) -> StepOutc
     }
 }
 
+/// fork(2) by the raw clone syscall. glibc's fork() takes every malloc lock around the clone
+/// and the kernel blocks inside that clone until the monitor has read UFFD_EVENT_FORK, so the
+/// handler thread would deadlock on its first allocation. The handler is idle in poll when a
+/// trial forks, so the child inherits no lock held mid-operation.
+fn raw_fork() -> nix::Result<ForkResult> {
+    // SAFETY: clone with only SIGCHLD is fork; the child runs its steps and _exits.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match nix::errno::Errno::result(ret)? {
+        0 => Ok(ForkResult::Child),
+        pid => Ok(ForkResult::Parent {
+            child: nix::unistd::Pid::from_raw(pid as i32),
+        }),
+    }
+}
+
 fn child_main(area: &Area, steps: &[Step], up: OwnedFd, down: OwnedFd) -> ! {
     let mut up = File::from(up);
     let mut down = File::from(down);
     let pagemap = Pagemap::open_self();
     for (j, step) in steps.iter().enumerate() {
         let mut ack = [0u8; 1];
-        let started = writeln!(up, "B {j} {}", gettid()).is_ok() && down.read_exact(&mut ack).is_ok();
+        let started =
+            writeln!(up, "B {j} {}", gettid()).is_ok() && down.read_exact(&mut ack).is_ok();
         if !started {
             break;
         }
         let result = match &pagemap {
             Ok(pm) => child_step(area, pm, step),
-            Err(e) => ChildStep { mismatches: vec![mismatch("open /proc/self/pagemap", "success", e.to_string())], ..Default::default() },
+            Err(e) => ChildStep {
+                mismatches: vec![mismatch(
+                    "open /proc/self/pagemap",
+                    "success",
+                    e.to_string(),
+                )],
+                ..Default::default()
+            },
         };
         let line = serde_json::to_string(&result).unwrap_or_default();
         if writeln!(up, "R {line}").is_err() {
@@ -85,20 +116,47 @@ fn child_step(area: &Area, pagemap: &Pagemap, step: &Step) -> ChildStep {
         Op::Scan(s) => scan::run(area, pagemap, s),
         Op::Madvise(m) => {
             let r = memops::madvise(area, &pages_of(area, &m.pages), m.advice);
-            check_errno(&format!("madvise({:?})", m.advice), m.errno.as_ref().map(ErrnoName::errno), r)
+            check_errno(
+                &format!("madvise({:?})", m.advice),
+                m.errno.as_ref().map(ErrnoName::errno),
+                r,
+            )
         }
-        Op::Mprotect(m) => check_errno("mprotect", None, memops::mprotect(area, &pages_of(area, &m.pages), m.prot)),
-        Op::Munmap(m) => check_errno("munmap", None, memops::munmap(area, &pages_of(area, &m.pages))),
+        Op::Mprotect(m) => check_errno(
+            "mprotect",
+            None,
+            memops::mprotect(area, &pages_of(area, &m.pages), m.prot),
+        ),
+        Op::Munmap(m) => check_errno(
+            "munmap",
+            None,
+            memops::munmap(area, &pages_of(area, &m.pages)),
+        ),
         Op::SwapOut(s) => match memops::swap_out(area, pagemap, &pages_of(area, &s.pages)) {
             Ok(SwappedOut::All(o)) => Ok(o),
-            Ok(SwappedOut::NotAll(reason)) => return ChildStep { skip: Some(reason), ..Default::default() },
+            Ok(SwappedOut::NotAll(reason)) => {
+                return ChildStep {
+                    skip: Some(reason),
+                    ..Default::default()
+                }
+            }
             Err(e) => Err(vec![mismatch("madvise(MADV_PAGEOUT)", "success", e.desc())]),
         },
-        other => Err(vec![mismatch("child step", "an operation a child may run", other.key())]),
+        other => Err(vec![mismatch(
+            "child step",
+            "an operation a child may run",
+            other.key(),
+        )]),
     };
     match checked {
-        Ok(observed) => ChildStep { observed, ..Default::default() },
-        Err(mismatches) => ChildStep { mismatches, ..Default::default() },
+        Ok(observed) => ChildStep {
+            observed,
+            ..Default::default()
+        },
+        Err(mismatches) => ChildStep {
+            mismatches,
+            ..Default::default()
+        },
     }
 }
 
@@ -136,8 +194,13 @@ fn parent(
     for line in BufReader::new(File::from(up)).lines() {
         let Ok(line) = line else { break };
         if let Some(rest) = line.strip_prefix("B ") {
-            let mut parts = rest.split_whitespace().map(|x| x.parse::<u64>().unwrap_or(0));
-            let (j, tid) = (parts.next().unwrap_or(0) as usize, parts.next().unwrap_or(0) as u32);
+            let mut parts = rest
+                .split_whitespace()
+                .map(|x| x.parse::<u64>().unwrap_or(0));
+            let (j, tid) = (
+                parts.next().unwrap_or(0) as usize,
+                parts.next().unwrap_or(0) as u32,
+            );
             if fork_messages.is_none() {
                 fork_messages = Some(trial.handler.since(mark).0);
             }
@@ -146,7 +209,9 @@ fn parent(
             last_step = j + 1;
             let _ = down.write_all(b"k");
         } else if let Some(json) = line.strip_prefix("R ") {
-            let Some((j, tid)) = current.take() else { continue };
+            let Some((j, tid)) = current.take() else {
+                continue;
+            };
             let result: ChildStep = serde_json::from_str(json).unwrap_or_else(|e| ChildStep {
                 mismatches: vec![mismatch("child report", "a result", e.to_string())],
                 ..Default::default()
@@ -158,9 +223,16 @@ fn parent(
             if let Err(m) = expect::check(&expected, &messages) {
                 step_mismatches.push(m);
             }
-            step_mismatches.extend(errors.into_iter().map(|e| mismatch("fault resolution", "the handler resolves every fault", e)));
+            step_mismatches.extend(
+                errors
+                    .into_iter()
+                    .map(|e| mismatch("fault resolution", "the handler resolves every fault", e)),
+            );
             for m in step_mismatches {
-                mismatches.push(Mismatch { check: format!("{label}: {}", m.check), ..m });
+                mismatches.push(Mismatch {
+                    check: format!("{label}: {}", m.check),
+                    ..m
+                });
             }
             observed.extend(result.observed.into_iter().map(|o| format!("{label}: {o}")));
             if let Some(reason) = result.skip {
@@ -172,13 +244,17 @@ fn parent(
     let want_signal = f.child_signal.as_ref().map(|s| s.signal());
     let exit_ok = match (status, want_signal) {
         (Ok(WaitStatus::Exited(_, 0)), None) => true,
-        (Ok(WaitStatus::Signaled(_, sig, _)), Some(want)) => sig == want && last_step == f.steps.len(),
+        (Ok(WaitStatus::Signaled(_, sig, _)), Some(want)) => {
+            sig == want && last_step == f.steps.len()
+        }
         _ => false,
     };
     if !exit_ok {
         let observed_exit = match status {
             Ok(WaitStatus::Exited(_, code)) => format!("exit {code} after child step {last_step}"),
-            Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {} at child step {last_step}", sig.as_str()),
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                format!("killed by {} at child step {last_step}", sig.as_str())
+            }
             other => format!("{other:?}"),
         };
         let expected_exit = match want_signal {
@@ -190,7 +266,13 @@ fn parent(
     let fork_messages = fork_messages.unwrap_or_else(|| trial.handler.since(mark).0);
     let expected = trial.context(gettid()).events(&f.events, &|_| None);
     if let Err(m) = expect::check(&expected, &fork_messages) {
-        mismatches.insert(0, Mismatch { check: format!("fork: {}", m.check), ..m });
+        mismatches.insert(
+            0,
+            Mismatch {
+                check: format!("fork: {}", m.check),
+                ..m
+            },
+        );
     }
     if !mismatches.is_empty() {
         StepOutcome::Failed(mismatches)

@@ -27,7 +27,8 @@ impl Geometry {
     fn page_of(&self, addr: u64) -> Option<usize> {
         let addr = addr as usize;
         let base = self.base.load(Ordering::SeqCst);
-        (addr >= base && addr < base + self.pages * self.page_size).then(|| (addr - base) / self.page_size)
+        (addr >= base && addr < base + self.pages * self.page_size)
+            .then(|| (addr - base) / self.page_size)
     }
 }
 
@@ -52,7 +53,11 @@ impl Handler {
         let thread = std::thread::Builder::new()
             .name("uffd-handler".into())
             .spawn(move || serve(vec![uffd], geometry, policy, thread_log, stop_rx))?;
-        Ok(Handler { log, stop_tx: Some(stop_tx), thread: Some(thread) })
+        Ok(Handler {
+            log,
+            stop_tx: Some(stop_tx),
+            thread: Some(thread),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Log> {
@@ -68,7 +73,10 @@ impl Handler {
     /// Messages and resolution errors recorded since `mark`.
     pub fn since(&self, mark: (usize, usize)) -> (Vec<Message>, Vec<String>) {
         let log = self.lock();
-        (log.messages[mark.0..].to_vec(), log.errors[mark.1..].to_vec())
+        (
+            log.messages[mark.0..].to_vec(),
+            log.errors[mark.1..].to_vec(),
+        )
     }
 
     pub fn all_messages(&self) -> Vec<Message> {
@@ -89,11 +97,20 @@ impl Drop for Handler {
     }
 }
 
-fn serve(mut uffds: Vec<Arc<Uffd>>, geo: Geometry, policy: Resolve, log: Arc<Mutex<Log>>, stop_rx: OwnedFd) {
+fn serve(
+    mut uffds: Vec<Arc<Uffd>>,
+    geo: Geometry,
+    policy: Resolve,
+    log: Arc<Mutex<Log>>,
+    stop_rx: OwnedFd,
+) {
     // A zero page to resolve missing faults with UFFDIO_COPY (works on every memory type).
     let zero = vec![0u8; geo.page_size];
     loop {
-        let mut fds: Vec<PollFd> = uffds.iter().map(|u| PollFd::new(u.as_fd(), PollFlags::POLLIN)).collect();
+        let mut fds: Vec<PollFd> = uffds
+            .iter()
+            .map(|u| PollFd::new(u.as_fd(), PollFlags::POLLIN))
+            .collect();
         fds.push(PollFd::new(stop_rx.as_fd(), PollFlags::POLLIN));
         if poll(&mut fds, PollTimeout::NONE).is_err() {
             continue;
@@ -112,7 +129,9 @@ fn serve(mut uffds: Vec<Arc<Uffd>>, geo: Geometry, policy: Resolve, log: Arc<Mut
                 Ok(Some(m)) => m,
                 Ok(None) => continue,
                 Err(e) => {
-                    guard.errors.push(format!("read from uffd {index}: {}", e.desc()));
+                    guard
+                        .errors
+                        .push(format!("read from uffd {index}: {}", e.desc()));
                     continue;
                 }
             };
@@ -121,13 +140,18 @@ fn serve(mut uffds: Vec<Arc<Uffd>>, geo: Geometry, policy: Resolve, log: Arc<Mut
                 uffd: index,
                 event: msg.event,
                 arg,
-                page: (msg.event == UFFD_EVENT_PAGEFAULT).then(|| geo.page_of(arg[1])).flatten(),
+                page: (msg.event == UFFD_EVENT_PAGEFAULT)
+                    .then(|| geo.page_of(arg[1]))
+                    .flatten(),
             };
             guard.messages.push(record);
             drop(guard);
             match msg.event {
                 UFFD_EVENT_PAGEFAULT => {
-                    if let Err(e) = resolve(&uffd, &geo, policy, arg[0], arg[1], &zero) {
+                    if let Err(e) = resolve_retrying(&uffd, &geo, policy, arg[0], arg[1], &zero) {
+                        // Said at once too: if the faulting thread now hangs, the runner's
+                        // timeout report shows why.
+                        eprintln!("fault handler: {e}");
                         let mut g = log.lock().unwrap_or_else(|p| p.into_inner());
                         g.errors.push(e);
                     }
@@ -142,30 +166,73 @@ fn serve(mut uffds: Vec<Arc<Uffd>>, geo: Geometry, policy: Resolve, log: Arc<Mut
     }
 }
 
+/// Resolves a fault, retrying while the kernel answers EAGAIN (the mm is changing: an event
+/// such as UNMAP or REMAP is in flight), as the uapi asks.
+fn resolve_retrying(
+    uffd: &Uffd,
+    geo: &Geometry,
+    policy: Resolve,
+    flags: u64,
+    addr: u64,
+    zero: &[u8],
+) -> Result<(), String> {
+    let mut last = Ok(());
+    for _ in 0..2000 {
+        last = resolve(uffd, geo, policy, flags, addr, zero);
+        match &last {
+            Err(e) if e.ends_with(nix::errno::Errno::EAGAIN.desc()) => {
+                std::thread::sleep(std::time::Duration::from_micros(500))
+            }
+            _ => return last,
+        }
+    }
+    last
+}
+
 /// Resolves one page fault on the page that holds `addr`, as `policy` says.
-fn resolve(uffd: &Uffd, geo: &Geometry, policy: Resolve, flags: u64, addr: u64, zero: &[u8]) -> Result<(), String> {
+fn resolve(
+    uffd: &Uffd,
+    geo: &Geometry,
+    policy: Resolve,
+    flags: u64,
+    addr: u64,
+    zero: &[u8],
+) -> Result<(), String> {
     if policy == Resolve::Never {
         return Ok(());
     }
     let page = (addr as usize) & !(geo.page_size - 1);
     let len = geo.page_size;
     let what = Message::flag_names(flags);
-    let failed = |ioctl: &str, e: nix::errno::Errno| format!("{ioctl} on {what} fault at 0x{addr:x}: {}", e.desc());
+    let failed = |ioctl: &str, e: nix::errno::Errno| {
+        format!("{ioctl} on {what} fault at 0x{addr:x}: {}", e.desc())
+    };
     if flags & UFFD_PAGEFAULT_FLAG_WP != 0 {
-        uffd.writeprotect(page, len, 0).map_err(|e| failed("UFFDIO_WRITEPROTECT(0)", e))
+        uffd.writeprotect(page, len, 0)
+            .map_err(|e| failed("UFFDIO_WRITEPROTECT(0)", e))
     } else if flags & UFFD_PAGEFAULT_FLAG_MINOR != 0 {
-        let mode = if policy == Resolve::ContinueWp { UFFDIO_CONTINUE_MODE_WP } else { 0 };
-        uffd.continue_(page, len, mode).map(drop).map_err(|e| failed("UFFDIO_CONTINUE", e))
+        let mode = if policy == Resolve::ContinueWp {
+            UFFDIO_CONTINUE_MODE_WP
+        } else {
+            0
+        };
+        uffd.continue_(page, len, mode)
+            .map(drop)
+            .map_err(|e| failed("UFFDIO_CONTINUE", e))
     } else {
         let result = match policy {
             Resolve::Zeropage => uffd.zeropage(page, len, 0).map(drop),
-            Resolve::CopyWp => uffd.copy(page, zero.as_ptr() as usize, len, UFFDIO_COPY_MODE_WP).map(drop),
+            Resolve::CopyWp => uffd
+                .copy(page, zero.as_ptr() as usize, len, UFFDIO_COPY_MODE_WP)
+                .map(drop),
             _ => uffd.copy(page, zero.as_ptr() as usize, len, 0).map(drop),
         };
         match result {
             Ok(()) => Ok(()),
             // Another thread resolved it first: wake the faulting thread to retry.
-            Err(nix::errno::Errno::EEXIST) => uffd.wake(page, len).map_err(|e| failed("UFFDIO_WAKE", e)),
+            Err(nix::errno::Errno::EEXIST) => {
+                uffd.wake(page, len).map_err(|e| failed("UFFDIO_WAKE", e))
+            }
             Err(e) => Err(failed("UFFDIO_COPY/ZEROPAGE", e)),
         }
     }

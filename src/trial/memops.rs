@@ -10,8 +10,16 @@ use crate::case::pages::Pages;
 use crate::kernel::memory::Area;
 use crate::kernel::pagemap::{Entry, Pagemap};
 
-pub fn mismatch(check: impl Into<String>, expected: impl Into<String>, observed: impl Into<String>) -> Mismatch {
-    Mismatch { check: check.into(), expected: expected.into(), observed: observed.into() }
+pub fn mismatch(
+    check: impl Into<String>,
+    expected: impl Into<String>,
+    observed: impl Into<String>,
+) -> Mismatch {
+    Mismatch {
+        check: check.into(),
+        expected: expected.into(),
+        observed: observed.into(),
+    }
 }
 
 /// Observations on success, mismatches on failure.
@@ -42,7 +50,8 @@ pub fn access(area: &Area, a: &Access, write: bool) -> Checked {
             } else {
                 data::touch_read(addr);
                 if let Some(gen) = a.data {
-                    if let Some((word, want, got)) = data::verify_page(addr, area.page_size, p, gen) {
+                    if let Some((word, want, got)) = data::verify_page(addr, area.page_size, p, gen)
+                    {
                         mismatches.push(mismatch(
                             format!("data of page {p} at word {word}"),
                             data::explain(want),
@@ -63,7 +72,11 @@ pub fn poke(area: &Area, page: usize, offset: usize, value: u8) {
 }
 
 /// Runs `call(addr, len)` over each run of consecutive pages; stops at the first error.
-pub fn over_runs(area: &Area, pages: &[usize], mut call: impl FnMut(usize, usize) -> Result<(), Errno>) -> Result<(), Errno> {
+pub fn over_runs(
+    area: &Area,
+    pages: &[usize],
+    mut call: impl FnMut(usize, usize) -> Result<(), Errno>,
+) -> Result<(), Errno> {
     for (first, count) in Pages::runs(pages) {
         call(area.page_addr(first), count * area.page_size)?;
     }
@@ -73,7 +86,8 @@ pub fn over_runs(area: &Area, pages: &[usize], mut call: impl FnMut(usize, usize
 pub fn madvise(area: &Area, pages: &[usize], advice: Advice) -> Result<(), Errno> {
     over_runs(area, pages, |addr, len| {
         // SAFETY: advice on our own mapping; destructive advice is what the case asks for.
-        Errno::result(unsafe { libc::madvise(addr as *mut libc::c_void, len, advice.raw()) }).map(drop)
+        Errno::result(unsafe { libc::madvise(addr as *mut libc::c_void, len, advice.raw()) })
+            .map(drop)
     })
 }
 
@@ -122,23 +136,38 @@ pub fn swap_out(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Swapp
         if pages.iter().all(|&p| is_out(p)) {
             let observed = pages
                 .iter()
-                .map(|&p| format!("page {p} swapped out: {}", pagemap.entry(area.page_addr(p)).unwrap_or(Entry(0)).describe()))
+                .map(|&p| {
+                    format!(
+                        "page {p} swapped out: {}",
+                        pagemap
+                            .entry(area.page_addr(p))
+                            .unwrap_or(Entry(0))
+                            .describe()
+                    )
+                })
                 .collect();
             return Ok(SwappedOut::All(observed));
         }
     }
-    let kept: Vec<String> = pages.iter().filter(|&&p| !is_out(p)).map(|p| p.to_string()).collect();
+    let kept: Vec<String> = pages
+        .iter()
+        .filter(|&&p| !is_out(p))
+        .map(|p| p.to_string())
+        .collect();
     Ok(SwappedOut::NotAll(format!(
         "MADV_PAGEOUT left page(s) {} in memory (no swap device, or reclaim declined them: shared, pinned or locked)",
         kept.join(", ")
     )))
 }
 
+/// A pagemap bit: its name, number, the expected value and how to read it.
+type BitCheck = (&'static str, u32, Option<bool>, fn(Entry) -> bool);
+
 /// Checks the named pagemap bits of each page.
 pub fn check_pagemap(area: &Area, pagemap: &Pagemap, p: &PagemapExpect) -> Checked {
     let mut observed = Vec::new();
     let mut mismatches = Vec::new();
-    let bits: [(&str, u32, Option<bool>, fn(Entry) -> bool); 5] = [
+    let bits: [BitCheck; 5] = [
         ("wp", 57, p.wp, Entry::uffd_wp),
         ("present", 63, p.present, Entry::present),
         ("swapped", 62, p.swapped, Entry::swapped),
@@ -149,7 +178,11 @@ pub fn check_pagemap(area: &Area, pagemap: &Pagemap, p: &PagemapExpect) -> Check
         let entry = match pagemap.entry(area.page_addr(page)) {
             Ok(e) => e,
             Err(e) => {
-                mismatches.push(mismatch(format!("pagemap of page {page}"), "an entry", e.to_string()));
+                mismatches.push(mismatch(
+                    format!("pagemap of page {page}"),
+                    "an entry",
+                    e.to_string(),
+                ));
                 continue;
             }
         };
@@ -184,6 +217,10 @@ pub fn check_errno(call: &str, want: Option<Errno>, got: Result<(), Errno>) -> C
     if ok {
         Ok(vec![format!("{call}: {}", show(got))])
     } else {
-        Err(vec![mismatch(call, show(want.map_or(Ok(()), Err)), show(got))])
+        Err(vec![mismatch(
+            call,
+            show(want.map_or(Ok(()), Err)),
+            show(got),
+        )])
     }
 }

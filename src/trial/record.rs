@@ -135,15 +135,26 @@ impl Message {
 
     /// e.g. `pagefault write|wp @ page 2 (0x7f0000002000)`.
     pub fn describe(&self) -> String {
-        let uffd = if self.uffd == 0 { String::new() } else { format!(" [fork uffd {}]", self.uffd) };
+        let uffd = if self.uffd == 0 {
+            String::new()
+        } else {
+            format!(" [fork uffd {}]", self.uffd)
+        };
         match self.event {
             UFFD_EVENT_PAGEFAULT => {
                 let at = match self.page {
                     Some(p) => format!("page {p} (0x{:x})", self.address()),
                     None => format!("0x{:x} (outside the area)", self.address()),
                 };
-                let tid = if self.ptid() != 0 { format!(" tid {}", self.ptid()) } else { String::new() };
-                format!("pagefault {} @ {at}{tid}{uffd}", Self::flag_names(self.flags()))
+                let tid = if self.ptid() != 0 {
+                    format!(" tid {}", self.ptid())
+                } else {
+                    String::new()
+                };
+                format!(
+                    "pagefault {} @ {at}{tid}{uffd}",
+                    Self::flag_names(self.flags())
+                )
             }
             UFFD_EVENT_REMAP => format!(
                 "remap from 0x{:x} to 0x{:x} len 0x{:x}{uffd}",

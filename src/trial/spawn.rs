@@ -118,13 +118,25 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
         }
     };
 
+    let tail = stderr_tail(&stderr);
+    let with_tail = |msg: String| {
+        if tail.is_empty() {
+            msg
+        } else {
+            format!("{msg}\n{tail}")
+        }
+    };
     if timed_out && report.is_none() {
         let msg = format!(
             "TIMEOUT: no result after {:.1} s, {} (the trial was killed)",
             timeout.as_secs_f64(),
             at(last_step)
         );
-        return (Verdict::fail(FailKind::Timeout, msg), None, stderr);
+        return (
+            Verdict::fail(FailKind::Timeout, with_tail(msg)),
+            None,
+            stderr,
+        );
     }
     if let Some(r) = report {
         return (Verdict::from_report(&r), Some(r), stderr);
@@ -139,7 +151,6 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
             )
         }
     };
-    let tail = stderr_tail(&stderr);
     let msg = match (status.signal(), status.code()) {
         (Some(sig), _) => {
             let name = nix::sys::signal::Signal::try_from(sig)
@@ -168,11 +179,7 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
     } else {
         FailKind::Error
     };
-    let msg = if tail.is_empty() {
-        msg
-    } else {
-        format!("{msg}\n{tail}")
-    };
+    let msg = with_tail(msg);
     (Verdict::fail(kind, msg), None, stderr)
 }
 
