@@ -83,6 +83,10 @@ pub struct RunArgs {
     pub verbose: bool,
     #[command(flatten)]
     pub output: OutputArgs,
+    /// Run the selected trials N times and report every trial whose verdict changed between
+    /// rounds (exit 1 if any did).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
 }
 
 /// Exit codes: 0 all passed or skipped, 1 a trial failed, 2 the suite could not run.
@@ -199,9 +203,22 @@ fn run_command(args: RunArgs) -> ExitCode {
         args.jobs.unwrap_or_else(run::default_jobs)
     );
     let jobs = args.jobs.unwrap_or_else(run::default_jobs);
-    let results = run::run_all(&trials, &probe, jobs, &|r| session.on_done(r));
+    let mut rounds = Vec::new();
+    for round in 1..=args.repeat {
+        // Later rounds only look for verdicts that change; round 1 is the run's record.
+        let results = run::run_all(&trials, &probe, jobs, &|r| {
+            if round == 1 {
+                session.on_done(r)
+            }
+        });
+        rounds.push(results);
+    }
     let provisioning = guard.as_ref().map(|g| g.notes.clone()).unwrap_or_default();
     drop(guard);
+    let flakes = crate::repeat::flakes(&rounds);
+    if args.repeat > 1 {
+        print!("{}", crate::repeat::report(&rounds, &flakes));
+    }
     let select = &args.select;
     let selection = output::record::Selection {
         paths: if select.paths.is_empty() {
@@ -216,14 +233,19 @@ fn run_command(args: RunArgs) -> ExitCode {
         jobs,
         no_provision: args.no_provision,
     };
-    session.finish(
+    let code = session.finish(
         RunFacts {
             probe: &probe,
             provisioning,
             selection,
         },
-        &results,
-    )
+        &rounds[0],
+    );
+    if flakes.is_empty() {
+        code
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// The probe as text.

@@ -8,13 +8,16 @@
 //! - [`report`]: verdicts for people.
 //! - [`output`]: the run record (JSON) and the formats made from it (human, JUnit, HTML,
 //!   compare), baselines of known failures, the progress line.
+//! - [`repeat`]: `run --repeat N` and the trials whose verdict changed between rounds.
 
 pub mod case;
 pub mod cli;
+pub mod hostlock;
 pub mod kernel;
 pub mod output;
 pub mod plan;
 pub mod provision;
+pub mod repeat;
 pub mod report;
 pub mod run;
 pub mod trial;

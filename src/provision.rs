@@ -29,14 +29,37 @@ enum Undo {
 
 static UNDO: Mutex<Vec<Undo>> = Mutex::new(Vec::new());
 
+/// Set once a signal started the restore: from then on nothing new is provisioned, so a change
+/// made while the signal thread restores cannot outlive the process.
+static CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn undo_list() -> std::sync::MutexGuard<'static, Vec<Undo>> {
     UNDO.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Makes a change under the undo lock: `start` begins it and returns its undo (recorded at
+/// once) and what `finish` needs; `finish` completes it. A restore running on the signal
+/// thread therefore sees either nothing or the undo of everything done.
+fn change<S, T>(
+    start: impl FnOnce() -> Result<(Undo, S), String>,
+    finish: impl FnOnce(S) -> Result<T, String>,
+) -> Result<T, String> {
+    let mut list = undo_list();
+    if CLOSED.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err("the run is being interrupted".into());
+    }
+    let (undo, state) = start()?;
+    list.push(undo);
+    finish(state)
 }
 
 /// Restores everything on drop.
 pub struct Guard {
     /// What was done, for the run's log.
     pub notes: Vec<String>,
+    /// Held while this run may change or rely on the host's huge pages and swap: another root
+    /// run that provisions waits, rather than restoring what this one still uses.
+    _host: Option<crate::hostlock::HostLock>,
 }
 
 impl Drop for Guard {
@@ -54,8 +77,18 @@ pub fn provision(req: Request, probe: &mut Probe) -> Guard {
         if req.huge_pages > probe.huge_pages_free || (req.swap && probe.swap_total_kib == 0) {
             notes.push("not root: huge pages and swap are not provisioned".into());
         }
-        return Guard { notes };
+        return Guard { notes, _host: None };
     }
+    let needs_something = req.huge_pages > 0 || req.swap;
+    let host = needs_something.then(|| match crate::hostlock::try_lock("provision") {
+        Some(l) => l,
+        None => {
+            eprintln!("provision: waiting for another uffd-conform run to finish with the huge pages and swap");
+            crate::hostlock::lock("provision")
+        }
+    });
+    // What another run left may be gone now that we hold the lock.
+    probe.refresh_pools();
     if req.huge_pages > probe.huge_pages_free {
         match add_huge_pages(req.huge_pages - probe.huge_pages_free) {
             Ok(n) => notes.push(n),
@@ -71,7 +104,7 @@ pub fn provision(req: Request, probe: &mut Probe) -> Guard {
         }
     }
     probe.refresh_pools();
-    Guard { notes }
+    Guard { notes, _host: host }
 }
 
 fn read_u64(path: &str) -> Result<u64, String> {
@@ -89,8 +122,10 @@ fn write_str(path: impl AsRef<Path>, value: &str) -> Result<(), String> {
 
 fn add_huge_pages(extra: u64) -> Result<String, String> {
     let original = read_u64(NR_HUGEPAGES)?;
-    undo_list().push(Undo::HugePages { original });
-    write_str(NR_HUGEPAGES, &(original + extra).to_string())?;
+    change(
+        || Ok((Undo::HugePages { original }, ())),
+        |()| write_str(NR_HUGEPAGES, &(original + extra).to_string()),
+    )?;
     let now = read_u64(NR_HUGEPAGES)?;
     Ok(format!(
         "vm.nr_hugepages {original} -> {now} (restored afterwards)"
@@ -98,19 +133,25 @@ fn add_huge_pages(extra: u64) -> Result<String, String> {
 }
 
 fn add_zram_swap() -> Result<String, String> {
-    let id: u32 = fs::read_to_string("/sys/class/zram-control/hot_add")
-        .map_err(|e| format!("zram: {e}"))?
-        .trim()
-        .parse()
-        .map_err(|e| format!("zram hot_add: {e}"))?;
-    undo_list().push(Undo::Zram { id });
-    write_str(
-        format!("/sys/block/zram{id}/disksize"),
-        &SWAP_BYTES.to_string(),
-    )?;
-    let dev = PathBuf::from(format!("/dev/zram{id}"));
-    write_swap_header(&dev, SWAP_BYTES)?;
-    swapon(&dev)?;
+    // hot_add creates the device: it happens under the undo lock, with its undo recorded.
+    let start = || -> Result<(Undo, u32), String> {
+        let id: u32 = fs::read_to_string("/sys/class/zram-control/hot_add")
+            .map_err(|e| format!("zram: {e}"))?
+            .trim()
+            .parse()
+            .map_err(|e| format!("zram hot_add: {e}"))?;
+        Ok((Undo::Zram { id }, id))
+    };
+    let dev = change(start, |id| {
+        let dev = PathBuf::from(format!("/dev/zram{id}"));
+        write_str(
+            format!("/sys/block/zram{id}/disksize"),
+            &SWAP_BYTES.to_string(),
+        )?;
+        write_swap_header(&dev, SWAP_BYTES)?;
+        swapon(&dev)?;
+        Ok(dev)
+    })?;
     Ok(format!(
         "swap on {} ({} MiB zram, removed afterwards)",
         dev.display(),
@@ -120,23 +161,27 @@ fn add_zram_swap() -> Result<String, String> {
 
 fn add_swap_file() -> Result<String, String> {
     let path = std::env::temp_dir().join(format!("uffd-conform-swap.{}", std::process::id()));
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    undo_list().push(Undo::SwapFile { path: path.clone() });
-    nix::fcntl::fallocate(
-        &file,
-        nix::fcntl::FallocateFlags::empty(),
-        0,
-        SWAP_BYTES as i64,
-    )
-    .map_err(|e| format!("fallocate {}: {}", path.display(), e.desc()))?;
-    drop(file);
-    write_swap_header(&path, SWAP_BYTES)?;
-    swapon(&path)?;
+    let start = || -> Result<(Undo, std::fs::File), String> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok((Undo::SwapFile { path: path.clone() }, file))
+    };
+    change(start, |file| {
+        nix::fcntl::fallocate(
+            &file,
+            nix::fcntl::FallocateFlags::empty(),
+            0,
+            SWAP_BYTES as i64,
+        )
+        .map_err(|e| format!("fallocate {}: {}", path.display(), e.desc()))?;
+        drop(file);
+        write_swap_header(&path, SWAP_BYTES)?;
+        swapon(&path)
+    })?;
     Ok(format!(
         "swap on {} ({} MiB file, removed afterwards)",
         path.display(),
@@ -214,6 +259,7 @@ fn install_signal_restore() {
         };
         std::thread::spawn(move || {
             if let Some(sig) = signals.forever().next() {
+                CLOSED.store(true, std::sync::atomic::Ordering::SeqCst);
                 restore();
                 eprintln!("uffd-conform: interrupted by signal {sig}; machine restored");
                 std::process::exit(128 + sig);

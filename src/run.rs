@@ -25,10 +25,12 @@ pub fn run_planned(trial: &PlannedTrial, probe: &Probe) -> TrialResult {
             stderr: String::new(),
         };
     }
-    let _lane = trial
-        .memory
-        .is_hugetlb()
-        .then(|| HUGETLB_LANE.lock().unwrap_or_else(|p| p.into_inner()));
+    // One hugetlb trial at a time in this process (the mutex) and on the host (the file lock,
+    // for other uffd-conform processes sharing the pool).
+    let _lane = trial.memory.is_hugetlb().then(|| {
+        let threads = HUGETLB_LANE.lock().unwrap_or_else(|p| p.into_inner());
+        (threads, crate::hostlock::lock("hugetlb-lane"))
+    });
     let timeout = trial
         .case
         .case

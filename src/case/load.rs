@@ -145,7 +145,7 @@ pub fn load_str(file: &Path, text: &str) -> Result<Vec<LoadedCase>, LoadError> {
             return Err(err_at(
                 line,
                 column,
-                format!("case `{}`: {message}", case.name),
+                format!("case `{}`: {message}", case.name.escape_debug()),
             ));
         }
         out.push(LoadedCase {
@@ -168,6 +168,34 @@ fn message_of(e: &serde_saphyr::Error) -> String {
             msg = rest;
         }
     }
+    plain(msg)
+}
+
+/// serde-saphyr's terse messages, said in the case format's words.
+fn plain(msg: &str) -> String {
+    let rewrites: &[(&str, &str)] = &[
+        ("invalid u8", "expected a whole number from 0 to 255"),
+        ("invalid u64", "expected a whole number, 0 or more"),
+        ("invalid usize", "expected a whole number, 0 or more"),
+        ("invalid boolean", "expected true or false"),
+        (
+            "expected mapping start",
+            "expected a map of `key: value` fields here",
+        ),
+        ("expected sequence start", "expected a list here"),
+    ];
+    if let Some((_, better)) = rewrites.iter().find(|(terse, _)| msg == *terse) {
+        return format!("{better} ({msg})");
+    }
+    // "duplicate mapping key: K, set DuplicateKeyPolicy in Options if acceptable": the advice
+    // is for the library's users, not for case authors.
+    if let Some(rest) = msg.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        return format!("`{key}` appears twice in the same map");
+    }
     msg.to_string()
 }
 
@@ -189,7 +217,7 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
             At::Field("name"),
             format!(
                 "name `{}` must be lower-case letters, digits and `-`",
-                case.name
+                case.name.escape_debug()
             ),
         ));
     }
@@ -225,6 +253,14 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
         seen.push(*m);
     }
     check_modes(&case.register, &case.memory).map_err(|m| (At::Field("register"), m))?;
+    if let Some(ms) = case.timeout_ms {
+        if ms == 0 || ms > MAX_TIMEOUT_MS {
+            return Err((
+                At::Field("timeout_ms"),
+                format!("timeout_ms must be 1 to {MAX_TIMEOUT_MS}, not {ms}"),
+            ));
+        }
+    }
     if case.steps.is_empty() {
         return Err((At::Field("steps"), "a case needs at least one step".into()));
     }
@@ -258,6 +294,10 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
     Ok(())
 }
 
+/// The longest time limit a case may ask for: an hour. A larger value is a typo, and would
+/// let one stuck trial hold the run for longer than anyone waits.
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
+
 fn check_modes(modes: &[RegisterMode], memory: &[MemoryType]) -> Result<(), String> {
     if modes.contains(&RegisterMode::Minor) && memory.contains(&MemoryType::Anon) {
         return Err("register mode `minor` needs shmem or hugetlb memory; anon has no page cache (limit `memory`)".into());
@@ -278,6 +318,22 @@ fn validate_step(case: &Case, step: &Step, in_child: bool) -> Result<(), String>
     let names = |ms: Vec<MemoryType>| ms.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ");
     for pages in op.page_sets() {
         pages.resolve(case.pages)?;
+    }
+    if let Op::Write(a) | Op::Read(a) = op {
+        if let super::faults::Faults::List(msgs) = &a.faults {
+            if let Some(bad) = msgs
+                .iter()
+                .filter_map(|m| m.page)
+                .find(|&p| p >= case.pages)
+            {
+                return Err(format!(
+                    "faults: page {bad} is out of range: the case has {} page{} (0..{})",
+                    case.pages,
+                    if case.pages == 1 { "" } else { "s" },
+                    case.pages
+                ));
+            }
+        }
     }
     if in_child && !op.allowed_in_child() {
         return Err(format!(
@@ -403,7 +459,8 @@ fn locate(text: &str, doc: usize, at: &At) -> (u64, u64) {
         memory: Option<Spanned<IgnoredAny>>,
         register: Option<Spanned<IgnoredAny>>,
         pages: Option<Spanned<IgnoredAny>>,
-        steps: Option<Vec<Spanned<IgnoredAny>>>,
+        timeout_ms: Option<Spanned<IgnoredAny>>,
+        steps: Option<Spanned<Vec<Spanned<IgnoredAny>>>>,
         expect_failure: Option<Spanned<IgnoredAny>>,
     }
     let Ok(docs) = serde_saphyr::from_multiple::<Locator>(text) else {
@@ -416,19 +473,23 @@ fn locate(text: &str, doc: usize, at: &At) -> (u64, u64) {
         At::Step(i) => d
             .steps
             .as_ref()
-            .and_then(|s| s.get(*i))
+            .and_then(|s| s.value.get(*i))
             .map(|s| s.referenced),
-        At::Field(f) => match *f {
-            "name" => d.name.as_ref(),
-            "about" => d.about.as_ref(),
-            "refs" => d.refs.as_ref(),
-            "memory" => d.memory.as_ref(),
-            "register" => d.register.as_ref(),
-            "pages" => d.pages.as_ref(),
-            "expect_failure" => d.expect_failure.as_ref(),
-            _ => None,
+        At::Field(f) => {
+            let field = |s: &Option<Spanned<IgnoredAny>>| s.as_ref().map(|s| s.referenced);
+            match *f {
+                "name" => field(&d.name),
+                "about" => field(&d.about),
+                "refs" => field(&d.refs),
+                "memory" => field(&d.memory),
+                "register" => field(&d.register),
+                "pages" => field(&d.pages),
+                "timeout_ms" => field(&d.timeout_ms),
+                "steps" => d.steps.as_ref().map(|s| s.referenced),
+                "expect_failure" => field(&d.expect_failure),
+                _ => None,
+            }
         }
-        .map(|s| s.referenced),
     };
     loc.map(|l| (l.line(), l.column())).unwrap_or((1, 1))
 }

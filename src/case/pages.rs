@@ -19,6 +19,19 @@ pub enum Pages {
 impl Pages {
     /// The page indices, in order, or an error naming the first index outside `0..count`.
     pub fn resolve(&self, count: usize) -> Result<Vec<usize>, String> {
+        let out_of_range = |bad: usize| {
+            format!(
+                "page {bad} is out of range: the case has {count} page{} (0..{count})",
+                if count == 1 { "" } else { "s" }
+            )
+        };
+        // Check a range's bounds before expanding it: `"0..99999999999"` must be an error, not
+        // an attempt to allocate a list of that many pages.
+        if let Pages::Range(a, b) = self {
+            if b > a && *b > count {
+                return Err(out_of_range((*a).max(count)));
+            }
+        }
         let list: Vec<usize> = match self {
             Pages::All => (0..count).collect(),
             Pages::Range(a, b) => (*a..*b).collect(),
@@ -27,11 +40,8 @@ impl Pages {
         if list.is_empty() {
             return Err(format!("page selection `{self}` selects no page"));
         }
-        if let Some(bad) = list.iter().find(|&&p| p >= count) {
-            return Err(format!(
-                "page {bad} is out of range: the case has {count} page{} (0..{count})",
-                if count == 1 { "" } else { "s" }
-            ));
+        if let Some(&bad) = list.iter().find(|&&p| p >= count) {
+            return Err(out_of_range(bad));
         }
         Ok(list)
     }
@@ -59,7 +69,17 @@ impl Pages {
                 .map_err(|_| format!("`{t}` is not a page number"))
         };
         if let Some((a, b)) = s.split_once("..=") {
-            return Ok(Pages::Range(num(a)?, num(b)? + 1));
+            let (a, b) = (num(a)?, num(b)?);
+            if b < a {
+                return Err(format!(
+                    "range `{s}` is empty (end must not be less than start)"
+                ));
+            }
+            // `b + 1` overflows only for a page number no case can have.
+            let end = b
+                .checked_add(1)
+                .ok_or_else(|| format!("page number {b} is too large"))?;
+            return Ok(Pages::Range(a, end));
         }
         if let Some((a, b)) = s.split_once("..") {
             let (a, b) = (num(a)?, num(b)?);
@@ -166,6 +186,8 @@ mod tests {
     #[case("3..1", "is empty")]
     #[case("x", "not a page number")]
     #[case("1..y", "not a page number")]
+    #[case("3..=1", "is empty")]
+    #[case("0..=18446744073709551615", "too large")]
     fn rejects_bad_text(#[case] text: &str, #[case] msg: &str) {
         assert!(Pages::parse(text).unwrap_err().contains(msg));
     }
@@ -173,6 +195,9 @@ mod tests {
     #[test]
     fn out_of_range_names_the_page() {
         let err = Pages::Range(2, 9).resolve(4).unwrap_err();
+        assert!(err.contains("page 4 is out of range"), "{err}");
+        // A huge range is refused before it is expanded.
+        let err = Pages::Range(0, usize::MAX).resolve(4).unwrap_err();
         assert!(err.contains("page 4 is out of range"), "{err}");
     }
 

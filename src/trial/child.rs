@@ -9,6 +9,17 @@ use super::record::{ChildLine, TrialSpec};
 /// Set in the environment of a trial process.
 pub const CHILD_ENV: &str = "UFFD_CONFORM_TRIAL_PROCESS";
 
+/// Test hook, not part of the case format: `CASE:STEP` makes the trial process of case `CASE`
+/// panic when it reaches step STEP, so the suite's own tests can check that a panicking trial
+/// is reported as such (no case can make the runner's code panic on purpose).
+pub const PANIC_ENV: &str = "UFFD_CONFORM_TEST_PANIC_AT";
+
+fn panic_hook(case: &str) -> Option<usize> {
+    let value = std::env::var(PANIC_ENV).ok()?;
+    let (name, step) = value.rsplit_once(':')?;
+    (name == case).then(|| step.parse().ok()).flatten()
+}
+
 /// If this process is a trial process, runs the trial and exits; otherwise returns.
 /// Call it first in `main` of every binary that runs trials.
 pub fn run_if_child() {
@@ -30,7 +41,13 @@ pub fn run_if_child() {
             std::process::exit(3);
         }
     };
-    let mut progress = |step: usize| emit(&ChildLine::Step(step));
+    let panic_at = panic_hook(&spec.case.name);
+    let mut progress = |step: usize| {
+        emit(&ChildLine::Step(step));
+        if panic_at == Some(step) {
+            panic!("{PANIC_ENV} asked for a panic at step {step}");
+        }
+    };
     let report = exec::run(&spec, &mut progress);
     emit(&ChildLine::Report(report));
     std::process::exit(0);

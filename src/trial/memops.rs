@@ -131,7 +131,12 @@ pub fn swap_out(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Swapp
         let entry = pagemap.entry(area.page_addr(p)).unwrap_or(Entry(0));
         entry.swapped() || (!entry.present() && !resident(area.page_addr(p), area.page_size))
     };
-    for _ in 0..3 {
+    // Reclaim may decline a page that is momentarily busy (locked, under writeback, on a
+    // per-CPU LRU batch): try a few times before calling the machine unable to swap.
+    for attempt in 0..10 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(2 * attempt));
+        }
         madvise(area, pages, Advice::Pageout)?;
         if pages.iter().all(|&p| is_out(p)) {
             let observed = pages

@@ -118,15 +118,7 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
         }
     };
 
-    let tail = stderr
-        .lines()
-        .rev()
-        .take(5)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n");
+    let tail = stderr_tail(&stderr);
     let with_tail = |msg: String| {
         if tail.is_empty() {
             msg
@@ -169,6 +161,13 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
                 at(last_step)
             )
         }
+        // A Rust panic exits with 101 after printing "panicked at" (the tail below says where).
+        (None, Some(101)) if stderr.contains("panicked at") => {
+            format!(
+                "PANIC: the trial process panicked {} without a result",
+                at(last_step)
+            )
+        }
         (None, Some(code)) => format!(
             "the trial process exited with code {code} {} without a result",
             at(last_step)
@@ -180,5 +179,21 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
     } else {
         FailKind::Error
     };
-    (Verdict::fail(kind, with_tail(msg)), None, stderr)
+    let msg = with_tail(msg);
+    (Verdict::fail(kind, msg), None, stderr)
+}
+
+/// What of a dead trial's stderr goes into its verdict: for a panic, where and why it panicked
+/// (a backtrace after it would push that out of the last lines); otherwise the last 5 lines.
+fn stderr_tail(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().collect();
+    if let Some(i) = lines.iter().rposition(|l| l.contains("panicked at")) {
+        return lines[i..]
+            .iter()
+            .take(2)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
+    lines[lines.len().saturating_sub(5)..].join("\n")
 }
