@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::case::model::{Need, RegisterMode};
+use crate::case::model::{Need, RegisterMode, RunAs};
 use crate::case::{LoadedCase, Op};
 use crate::kernel::features::{mask, Feature};
 use crate::kernel::memory::MemoryType;
@@ -47,8 +47,23 @@ impl PlannedTrial {
                 missing.join(", ")
             ));
         }
+        let case = &self.case.case;
         if self.needs_root && !probe.is_root {
             return Some("needs root".into());
+        }
+        if case.run_as == RunAs::Nobody && !probe.is_root {
+            return Some("runs as nobody, which needs a root runner to switch users".into());
+        }
+        let sysctl = probe.unprivileged_userfaultfd;
+        if case.needs.contains(&Need::UnprivilegedUserfaultfdOff) && sysctl != Some(0) {
+            return Some(format!(
+                "needs vm.unprivileged_userfaultfd=0 (it is {sysctl:?})"
+            ));
+        }
+        if case.needs.contains(&Need::UnprivilegedUserfaultfdOn) && sysctl != Some(1) {
+            return Some(format!(
+                "needs vm.unprivileged_userfaultfd=1 (it is {sysctl:?}); set it to run this case"
+            ));
         }
         if self.huge_pages > probe.huge_pages_free {
             return Some(format!(
@@ -73,11 +88,16 @@ impl PlannedTrial {
             memory: self.memory,
             features: mask(&self.features),
             huge_page_size: probe.huge_page_size,
-            user_mode_only: probe
-                .uffd
-                .as_ref()
-                .map(|c| c.user_mode_only)
-                .unwrap_or(false),
+            user_mode_only: match self.case.case.run_as {
+                // An unprivileged trial may only handle user-mode faults unless the sysctl
+                // allows more.
+                RunAs::Nobody => probe.unprivileged_userfaultfd != Some(1),
+                RunAs::Runner => probe
+                    .uffd
+                    .as_ref()
+                    .map(|c| c.user_mode_only)
+                    .unwrap_or(false),
+            },
         }
     }
 }

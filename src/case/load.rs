@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::Not;
 use std::path::{Path, PathBuf};
 
 use serde::de::IgnoredAny;
@@ -367,7 +368,25 @@ fn validate_step(case: &Case, step: &Step, in_child: bool) -> Result<(), String>
                 ));
             }
         }
-        Op::Fill(_) | Op::Continue(_) if memory.contains(&MemoryType::Anon) => {
+        Op::Read(a) | Op::Write(a)
+            if a.alias && (a.thread || matches!(a.faults, super::faults::Faults::None).not()) =>
+        {
+            return Err(
+                "an access through the alias raises no message and runs in the main thread".into(),
+            );
+        }
+        Op::ProcMemWrite(p) if p.page >= case.pages || p.offset >= 4096 => {
+            return Err(format!(
+                "page {} offset {} is outside the area's first 4096 bytes of a page",
+                p.page, p.offset
+            ));
+        }
+        Op::Read(a) | Op::Write(a) if a.alias && memory.contains(&MemoryType::Anon) => {
+            return Err(
+                "`alias` needs a file behind the memory: anon has none (limit with `only`)".into(),
+            );
+        }
+        Op::Fill(_) | Op::Continue(_) | Op::PunchHole(_) if memory.contains(&MemoryType::Anon) => {
             return Err(format!(
                 "`{}` needs a file behind the memory: anon has none (limit with `only`)",
                 op.key()

@@ -44,6 +44,11 @@ pub struct Case {
     /// pages can back it (anon, shmem).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub thp: bool,
+    /// Who runs the trial process: `runner` (default, the user running the suite) or `nobody`
+    /// (uid/gid 65534, no capabilities; needs a root runner to switch). An unprivileged trial
+    /// opens its uffd with UFFD_USER_MODE_ONLY when vm.unprivileged_userfaultfd is 0.
+    #[serde(default, skip_serializing_if = "RunAs::is_runner")]
+    pub run_as: RunAs,
     /// Per-trial time limit in milliseconds (default 10000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
@@ -104,6 +109,20 @@ pub fn mode_mask(modes: &[RegisterMode]) -> u64 {
     modes.iter().fold(0, |m, r| m | r.bit())
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunAs {
+    #[default]
+    Runner,
+    Nobody,
+}
+
+impl RunAs {
+    pub fn is_runner(&self) -> bool {
+        *self == RunAs::Runner
+    }
+}
+
 /// A machine resource a case needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -112,6 +131,11 @@ pub enum Need {
     Swap,
     /// Root (CAP_SYS_ADMIN and friends), e.g. to read PFNs from pagemap.
     Root,
+    /// vm.unprivileged_userfaultfd = 0 (the default): unprivileged users may only handle
+    /// user-mode faults.
+    UnprivilegedUserfaultfdOff,
+    /// vm.unprivileged_userfaultfd = 1.
+    UnprivilegedUserfaultfdOn,
 }
 
 /// How the fault handler resolves page faults.
@@ -175,6 +199,10 @@ pub struct Access {
     /// The messages the access must raise; default `none`.
     #[serde(default)]
     pub faults: Faults,
+    /// Reads only: read through the unregistered alias mapping of the file (the page cache
+    /// as another process sees it); no message may come.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub alias: bool,
     /// Access from a new thread instead of the trial's main thread. The step waits until the
     /// thread finished or raised a message; a thread left blocked on a pending fault (see
     /// `resolve: never`) is waited for by a later `join` step.
@@ -210,6 +238,10 @@ pub struct Madvise {
     pub advice: Advice,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errno: Option<ErrnoName>,
+    /// The call may fail with any errno (e.g. MADV_COLLAPSE, which may refuse); what matters
+    /// is what the later steps see.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub may_fail: bool,
     /// Messages (events) the call must raise, e.g. `[{event: remove}]`; default none.
     #[serde(default)]
     pub events: Faults,
@@ -389,6 +421,9 @@ pub struct Scan {
     pub returns: Option<Vec<Category>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_pages: Option<u64>,
+    /// vec_len passed to the kernel (default 64; 0 with WP_MATCHING only write-protects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vec_len: Option<u64>,
     /// The regions expected, in order; omitted: not compared (the cross-check still runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Vec<Region>>,
@@ -482,6 +517,90 @@ pub struct RangeOp {
     /// The errno the ioctl must fail with (e.g. `EINVAL`); omitted: it must succeed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errno: Option<ErrnoName>,
+    /// Raw mode bits sent instead of the operation's own (for invalid-use cases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u64>,
+    /// Move the range's start this many bytes up, keeping its length (unaligned ranges).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<usize>,
+}
+
+/// UFFDIO_API on the trial's uffd again, or on a fresh one.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<crate::kernel::features::Feature>,
+    /// Raw feature bits added to `features` (e.g. bits no kernel defines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_features: Option<u64>,
+    /// Use a newly opened uffd instead of the trial's (already handshaken) one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fresh: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno: Option<ErrnoName>,
+}
+
+/// Opens (and closes) a userfaultfd, to check who may.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Open {
+    /// `syscall` (userfaultfd(2)) or `dev_node` (/dev/userfaultfd, 6.1).
+    pub via: Via,
+    /// UFFD_USER_MODE_ONLY.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub user_mode_only: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno: Option<ErrnoName>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    Syscall,
+    DevNode,
+}
+
+/// A write into the pages by the kernel: read(2) from /dev/zero into them, so any fault is
+/// taken in kernel mode (zeroes land on success).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KernelWrite {
+    pub pages: Pages,
+    /// The errno read(2) must fail with (e.g. EFAULT under UFFD_USER_MODE_ONLY).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno: Option<ErrnoName>,
+    #[serde(default)]
+    pub faults: Faults,
+}
+
+/// fallocate(FALLOC_FL_PUNCH_HOLE) of the pages in the file behind the memory.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PunchHole {
+    pub pages: Pages,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno: Option<ErrnoName>,
+    /// e.g. `[{event: remove}]` with UFFD_FEATURE_EVENT_REMOVE.
+    #[serde(default)]
+    pub events: Faults,
+}
+
+/// Closes the trial's uffd (after stopping its handler) without unregistering.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseUffd {}
+
+/// A one-byte write through /proc/self/mem (FOLL_FORCE), as a debugger would.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProcMemWrite {
+    pub page: usize,
+    pub offset: usize,
+    #[serde(default = "default_poke_value")]
+    pub value: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno: Option<ErrnoName>,
 }
 
 /// UFFDIO_REGISTER of a page range.
@@ -492,6 +611,12 @@ pub struct RegisterOp {
     pub modes: Vec<RegisterMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errno: Option<ErrnoName>,
+    /// Raw mode bits sent instead of `modes` (for invalid-use cases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u64>,
+    /// Move the range's start this many bytes up, keeping its length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<usize>,
 }
 
 /// Expected /proc/self/pagemap bits of each page; omitted bits are not checked.

@@ -107,6 +107,18 @@ operations! {
     Join(Join) = "join",
     /// PAGEMAP_SCAN over the pages.
     Scan(Scan) = "scan",
+    /// UFFDIO_API again on the trial's uffd, or on a fresh one.
+    Api(Api) = "api",
+    /// Open (and close) a userfaultfd.
+    Open(Open) = "open",
+    /// A kernel-mode write into the pages: read(2) from /dev/zero.
+    KernelWrite(KernelWrite) = "kernel_write",
+    /// fallocate(PUNCH_HOLE) of the pages.
+    PunchHole(PunchHole) = "punch_hole",
+    /// Close the trial's uffd without unregistering.
+    CloseUffd(CloseUffd) = "close_uffd",
+    /// A one-byte write through /proc/self/mem.
+    ProcMemWrite(ProcMemWrite) = "proc_mem_write",
 }
 
 impl Op {
@@ -117,7 +129,16 @@ impl Op {
             Op::Protect(r) | Op::Unprotect(r) | Op::Unregister(r) | Op::Wake(r) => vec![&r.pages],
             Op::Register(r) => vec![&r.pages],
             Op::Pagemap(p) => vec![&p.pages],
-            Op::Poke(_) | Op::Mremap(_) | Op::Fork(_) | Op::Join(_) => vec![],
+            Op::Poke(_)
+            | Op::Mremap(_)
+            | Op::Fork(_)
+            | Op::Join(_)
+            | Op::Api(_)
+            | Op::Open(_)
+            | Op::CloseUffd(_)
+            | Op::ProcMemWrite(_) => vec![],
+            Op::KernelWrite(k) => vec![&k.pages],
+            Op::PunchHole(p) => vec![&p.pages],
             Op::Fill(f) => vec![&f.pages],
             Op::Copy(i) | Op::Zeropage(i) | Op::Continue(i) | Op::Poison(i) => vec![&i.pages],
             Op::Move(m) => vec![&m.from, &m.to],
@@ -136,10 +157,21 @@ impl Op {
             Op::Write(a) | Op::Read(a) => {
                 let data = a.data.map(|d| format!(" data {d}")).unwrap_or_default();
                 let thread = if a.thread { " in a thread" } else { "" };
-                format!("{key} pages {}{data}{thread}", a.pages)
+                let alias = if a.alias { " through the alias" } else { "" };
+                format!("{key} pages {}{data}{thread}{alias}", a.pages)
             }
             Op::Register(r) => format!("register pages {} modes {:?}", r.pages, r.modes),
             Op::Poke(p) => format!("poke page {} offset {}", p.page, p.offset),
+            Op::ProcMemWrite(p) => format!("proc_mem_write page {} offset {}", p.page, p.offset),
+            Op::Open(o) => format!(
+                "open via {:?}{}",
+                o.via,
+                if o.user_mode_only {
+                    " user-mode-only"
+                } else {
+                    ""
+                }
+            ),
             Op::Madvise(m) => format!("madvise pages {} {:?}", m.pages, m.advice),
             Op::Mprotect(m) => format!("mprotect pages {} {:?}", m.pages, m.prot),
             Op::Move(m) => format!("move pages {} to {}", m.from, m.to),
@@ -165,6 +197,7 @@ impl Op {
                 | Op::Mprotect(_)
                 | Op::Munmap(_)
                 | Op::Scan(_)
+                | Op::KernelWrite(_)
         )
     }
 }

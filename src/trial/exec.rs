@@ -12,7 +12,7 @@ use super::handler::{Geometry, Handler};
 use super::memops::{self, check_errno, mismatch, pages_of, Checked, SwappedOut};
 use super::record::*;
 use super::{data, fork, scan};
-use crate::case::model::{mode_mask, Access, ErrnoName, Install, Resolve};
+use crate::case::model::{mode_mask, Access, ErrnoName, Install, Open, Resolve, Via};
 use crate::case::{Op, Step};
 use crate::kernel::features::Feature;
 use crate::kernel::memory::Area;
@@ -30,6 +30,7 @@ pub(super) struct Trial {
     base: Arc<AtomicUsize>,
     threads: Vec<JoinHandle<()>>,
     resolve: Resolve,
+    user_mode_only: bool,
 }
 
 /// What one step came to.
@@ -113,6 +114,21 @@ pub fn run(spec: &TrialSpec, progress: &mut dyn FnMut(usize)) -> TrialReport {
     report
 }
 
+fn o_name(o: &Open) -> String {
+    let via = match o.via {
+        Via::Syscall => "userfaultfd(2)",
+        Via::DevNode => "/dev/userfaultfd",
+    };
+    format!(
+        "open {via}{}",
+        if o.user_mode_only {
+            " with UFFD_USER_MODE_ONLY"
+        } else {
+            ""
+        }
+    )
+}
+
 pub fn gettid() -> u32 {
     nix::unistd::gettid().as_raw() as u32
 }
@@ -168,6 +184,7 @@ impl Trial {
             base,
             threads: vec![],
             resolve: case.resolve,
+            user_mode_only: spec.user_mode_only,
         })
     }
 
@@ -197,6 +214,13 @@ impl Trial {
                 if a.thread {
                     return self.thread_access(a, write, mark);
                 }
+                if a.alias {
+                    let checked = match self.area.alias() {
+                        Ok(base) => memops::access_at(&self.area, a, write, base),
+                        Err(e) => Err(vec![mismatch("mmap of the alias", "success", e.desc())]),
+                    };
+                    return self.finish(mark, checked, &[]);
+                }
                 let pages = pages_of(&self.area, &a.pages);
                 (
                     memops::access(&self.area, a, write),
@@ -213,37 +237,109 @@ impl Trial {
                 }
                 (Ok(vec![]), ctx.access(&j.faults, &[], true, 0))
             }
-            Op::Protect(r) => (
-                self.range_ioctl("UFFDIO_WRITEPROTECT(WP)", &r.pages, &r.errno, |u, s, l| {
-                    u.writeprotect(s, l, UFFDIO_WRITEPROTECT_MODE_WP)
-                }),
-                vec![],
-            ),
-            Op::Unprotect(r) => (
-                self.range_ioctl("UFFDIO_WRITEPROTECT(0)", &r.pages, &r.errno, |u, s, l| {
-                    u.writeprotect(s, l, 0)
-                }),
-                vec![],
-            ),
+            Op::Protect(r) => {
+                let mode = r.mode.unwrap_or(UFFDIO_WRITEPROTECT_MODE_WP);
+                (
+                    self.range_ioctl(
+                        "UFFDIO_WRITEPROTECT(WP)",
+                        &r.pages,
+                        &r.errno,
+                        r.shift,
+                        |u, s, l| u.writeprotect(s, l, mode),
+                    ),
+                    vec![],
+                )
+            }
+            Op::Unprotect(r) => {
+                let mode = r.mode.unwrap_or(0);
+                (
+                    self.range_ioctl(
+                        "UFFDIO_WRITEPROTECT(0)",
+                        &r.pages,
+                        &r.errno,
+                        r.shift,
+                        |u, s, l| u.writeprotect(s, l, mode),
+                    ),
+                    vec![],
+                )
+            }
             Op::Wake(r) => (
-                self.range_ioctl("UFFDIO_WAKE", &r.pages, &r.errno, |u, s, l| u.wake(s, l)),
+                self.range_ioctl("UFFDIO_WAKE", &r.pages, &r.errno, r.shift, |u, s, l| {
+                    u.wake(s, l)
+                }),
                 vec![],
             ),
             Op::Register(r) => {
-                let mode = mode_mask(&r.modes);
+                let mode = r.mode.unwrap_or_else(|| mode_mask(&r.modes));
                 (
-                    self.range_ioctl("UFFDIO_REGISTER", &r.pages, &r.errno, |u, s, l| {
+                    self.range_ioctl("UFFDIO_REGISTER", &r.pages, &r.errno, r.shift, |u, s, l| {
                         u.register(s, l, mode).map(drop)
                     }),
                     vec![],
                 )
             }
             Op::Unregister(r) => (
-                self.range_ioctl("UFFDIO_UNREGISTER", &r.pages, &r.errno, |u, s, l| {
-                    u.unregister(s, l)
-                }),
+                self.range_ioctl(
+                    "UFFDIO_UNREGISTER",
+                    &r.pages,
+                    &r.errno,
+                    r.shift,
+                    |u, s, l| u.unregister(s, l),
+                ),
                 vec![],
             ),
+            Op::Api(api) => (self.api(api), vec![]),
+            Op::Open(o) => {
+                let via = match o.via {
+                    Via::Syscall => OpenVia::Syscall,
+                    Via::DevNode => OpenVia::DevNode,
+                };
+                let r = Uffd::open(via, o.user_mode_only).map(drop);
+                (
+                    check_errno(&o_name(o), o.errno.as_ref().map(ErrnoName::errno), r),
+                    vec![],
+                )
+            }
+            Op::KernelWrite(k) => {
+                let pages = pages_of(&self.area, &k.pages);
+                let r = memops::kernel_write(&self.area, &pages);
+                (
+                    check_errno(
+                        "read(/dev/zero) into the pages",
+                        k.errno.as_ref().map(ErrnoName::errno),
+                        r,
+                    ),
+                    ctx.access(&k.faults, &pages, true, 0),
+                )
+            }
+            Op::PunchHole(p) => {
+                let pages = pages_of(&self.area, &p.pages);
+                let r = self.punch_hole(&pages);
+                let runs = self.runs_payload(&pages);
+                (
+                    check_errno(
+                        "fallocate(PUNCH_HOLE)",
+                        p.errno.as_ref().map(ErrnoName::errno),
+                        r,
+                    ),
+                    ctx.events(&p.events, &|_| runs),
+                )
+            }
+            Op::CloseUffd(_) => {
+                self.handler.stop();
+                (self.close_uffd(), vec![])
+            }
+            Op::ProcMemWrite(p) => {
+                let r = memops::proc_mem_write(self.area.page_addr(p.page) + p.offset, p.value);
+                (
+                    check_errno(
+                        "pwrite(/proc/self/mem)",
+                        p.errno.as_ref().map(ErrnoName::errno),
+                        r,
+                    ),
+                    vec![],
+                )
+            }
             Op::Copy(i) => (self.install("UFFDIO_COPY", i), vec![]),
             Op::Zeropage(i) => (self.install("UFFDIO_ZEROPAGE", i), vec![]),
             Op::Continue(i) => (self.install("UFFDIO_CONTINUE", i), vec![]),
@@ -279,10 +375,15 @@ impl Trial {
                 let r = memops::madvise(&self.area, &pages, m.advice);
                 let call = format!("madvise({:?})", m.advice);
                 let runs = self.runs_payload(&pages);
-                (
-                    check_errno(&call, m.errno.as_ref().map(ErrnoName::errno), r),
-                    ctx.events(&m.events, &|_| runs),
-                )
+                let checked = if m.may_fail {
+                    Ok(vec![format!(
+                        "{call}: {}",
+                        r.map_or_else(|e| format!("{e:?}"), |_| "success".into())
+                    )])
+                } else {
+                    check_errno(&call, m.errno.as_ref().map(ErrnoName::errno), r)
+                };
+                (checked, ctx.events(&m.events, &|_| runs))
             }
             Op::SwapOut(s) => {
                 let pages = pages_of(&self.area, &s.pages);
@@ -413,11 +514,64 @@ impl Trial {
         name: &str,
         pages: &crate::case::pages::Pages,
         errno: &Option<ErrnoName>,
+        shift: Option<usize>,
         ioctl: impl Fn(&Uffd, usize, usize) -> Result<(), Errno>,
     ) -> Checked {
         let pages = pages_of(&self.area, pages);
-        let r = memops::over_runs(&self.area, &pages, |s, l| ioctl(&self.uffd, s, l));
+        let shift = shift.unwrap_or(0);
+        let r = memops::over_runs(&self.area, &pages, |s, l| ioctl(&self.uffd, s + shift, l));
         check_errno(name, errno.as_ref().map(ErrnoName::errno), r)
+    }
+
+    /// UFFDIO_API again (the trial's uffd) or on a fresh uffd.
+    fn api(&self, api: &crate::case::model::Api) -> Checked {
+        let features = crate::kernel::features::mask(&api.features) | api.raw_features.unwrap_or(0);
+        let r = if api.fresh {
+            Uffd::open(OpenVia::Syscall, self.user_mode_only)
+                .and_then(|u| u.api(features))
+                .map(drop)
+        } else {
+            self.uffd.api(features).map(drop)
+        };
+        let which = if api.fresh {
+            "a fresh uffd"
+        } else {
+            "the trial's uffd"
+        };
+        check_errno(
+            &format!("UFFDIO_API(0x{features:x}) on {which}"),
+            api.errno.as_ref().map(ErrnoName::errno),
+            r,
+        )
+    }
+
+    /// Closes the trial's uffd for good: the handler has stopped, so swapping /dev/null in
+    /// with dup2 drops the last reference and the kernel releases the context.
+    fn close_uffd(&self) -> Checked {
+        let null = match std::fs::File::open("/dev/null") {
+            Ok(f) => f,
+            Err(e) => return Err(vec![mismatch("open /dev/null", "success", e.to_string())]),
+        };
+        // SAFETY: replaces our own uffd descriptor; the Uffd still owns (and later closes) it.
+        let r = nix::errno::Errno::result(unsafe {
+            libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), self.uffd.raw())
+        });
+        check_errno("close(uffd)", None, r.map(drop))
+    }
+
+    fn punch_hole(&self, pages: &[usize]) -> Result<(), Errno> {
+        let Some(fd) = self.area.memfd_raw() else {
+            return Err(Errno::EBADF);
+        };
+        let ps = self.area.page_size;
+        for (first, count) in crate::case::pages::Pages::runs(pages) {
+            let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+            // SAFETY: fallocate on our own memfd.
+            Errno::result(unsafe {
+                libc::fallocate(fd, mode, (first * ps) as i64, (count * ps) as i64)
+            })?;
+        }
+        Ok(())
     }
 
     /// UFFDIO_COPY / ZEROPAGE / CONTINUE / POISON over the pages.

@@ -108,6 +108,14 @@ fn child_step(area: &Area, pagemap: &Pagemap, step: &Step) -> ChildStep {
     let checked: Checked = match &step.op {
         Op::Write(a) => memops::access(area, a, true),
         Op::Read(a) => memops::access(area, a, false),
+        Op::KernelWrite(k) => {
+            let r = memops::kernel_write(area, &pages_of(area, &k.pages));
+            check_errno(
+                "read(/dev/zero) into the pages",
+                k.errno.as_ref().map(ErrnoName::errno),
+                r,
+            )
+        }
         Op::Poke(p) => {
             memops::poke(area, p.page, p.offset, p.value);
             Ok(vec![])
@@ -116,6 +124,12 @@ fn child_step(area: &Area, pagemap: &Pagemap, step: &Step) -> ChildStep {
         Op::Scan(s) => scan::run(area, pagemap, s),
         Op::Madvise(m) => {
             let r = memops::madvise(area, &pages_of(area, &m.pages), m.advice);
+            if m.may_fail {
+                return ChildStep {
+                    observed: vec![format!("madvise: {r:?}")],
+                    ..Default::default()
+                };
+            }
             check_errno(
                 &format!("madvise({:?})", m.advice),
                 m.errno.as_ref().map(ErrnoName::errno),
@@ -168,6 +182,7 @@ fn child_expected(trial: &Trial, step: &Step, tid: u32) -> Vec<Expected> {
         Op::Write(a) => ctx.access(&a.faults, &pages_of(&trial.area, &a.pages), true, 0),
         Op::Read(a) => ctx.access(&a.faults, &pages_of(&trial.area, &a.pages), false, 0),
         Op::Poke(p) => ctx.access(&p.faults, &[p.page], true, p.offset),
+        Op::KernelWrite(k) => ctx.access(&k.faults, &pages_of(&trial.area, &k.pages), true, 0),
         Op::Madvise(m) => ctx.events(&m.events, &|_| None),
         Op::Munmap(m) => ctx.events(&m.events, &|_| None),
         _ => vec![],

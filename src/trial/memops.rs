@@ -39,9 +39,14 @@ pub fn pages_of(area: &Area, pages: &Pages) -> Vec<usize> {
 
 /// Writes or reads whole pages (in this thread); reads check contents when `data` is given.
 pub fn access(area: &Area, a: &Access, write: bool) -> Checked {
+    access_at(area, a, write, area.base())
+}
+
+/// An access of the pages as mapped at `base` (the area, or its alias mapping).
+pub fn access_at(area: &Area, a: &Access, write: bool, base: usize) -> Checked {
     let mut mismatches = Vec::new();
     for p in pages_of(area, &a.pages) {
-        let addr = area.page_addr(p);
+        let addr = base + p * area.page_size;
         // SAFETY: the page is inside the mapping; faults are resolved by the handler (or the
         // case expects the process to die of a signal).
         unsafe {
@@ -63,6 +68,34 @@ pub fn access(area: &Area, a: &Access, write: bool) -> Checked {
         }
     }
     checked(vec![], mismatches)
+}
+
+/// Fills the pages from kernel mode: read(2) from /dev/zero into them.
+pub fn kernel_write(area: &Area, pages: &[usize]) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    let zero = std::fs::File::open("/dev/zero")
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    over_runs(area, pages, |addr, len| {
+        // SAFETY: the kernel writes `len` bytes into our own mapping.
+        let n =
+            Errno::result(unsafe { libc::read(zero.as_raw_fd(), addr as *mut libc::c_void, len) })?;
+        if n as usize == len {
+            Ok(())
+        } else {
+            Err(Errno::EIO)
+        }
+    })
+}
+
+/// Writes one byte at `addr` through /proc/self/mem (FOLL_FORCE, as ptrace would).
+pub fn proc_mem_write(addr: usize, value: u8) -> Result<(), Errno> {
+    use std::os::unix::fs::FileExt;
+    let errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    let mem = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/mem")
+        .map_err(errno)?;
+    mem.write_at(&[value], addr as u64).map(drop).map_err(errno)
 }
 
 /// Writes one byte at `offset` into `page`.

@@ -73,7 +73,7 @@ pub fn run(area: &Area, pagemap: &Pagemap, s: &Scan) -> Checked {
         return_mask,
         ..Default::default()
     };
-    let result = pagemap.scan(arg, 64);
+    let result = pagemap.scan(arg, s.vec_len.unwrap_or(64) as usize);
     let want_errno = s.errno.as_ref().map(ErrnoName::errno);
     let (regions, walk_end) = match (result, want_errno) {
         (Ok(r), None) => r,

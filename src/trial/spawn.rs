@@ -10,11 +10,15 @@ use std::time::{Duration, Instant};
 use super::child::CHILD_ENV;
 use super::record::{ChildLine, TrialReport, TrialSpec};
 use super::verdict::{FailKind, TrialResult, Verdict};
+use crate::case::model::RunAs;
 
 /// How much of a trial's stderr is kept for the report.
 const STDERR_KEEP: usize = 16 * 1024;
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The uid and gid of `run_as: nobody` trials.
+pub const NOBODY: u32 = 65534;
 
 /// Runs `spec` in a fresh process of the current executable.
 pub fn run_trial(name: &str, spec: &TrialSpec, timeout: Duration) -> TrialResult {
@@ -41,14 +45,18 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
             )
         }
     };
-    let mut child = match Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .env(CHILD_ENV, "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-    {
+        .process_group(0);
+    if spec.case.run_as == RunAs::Nobody {
+        // std drops the supplementary groups itself when root switches uid.
+        command.uid(NOBODY).gid(NOBODY);
+    }
+    let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
             return (
