@@ -33,6 +33,17 @@ pub enum Command {
     },
     /// Print the JSON Schema of the case format.
     Schema,
+    /// Boot a kernel under qemu and run the cases inside it (see docs/vm.md).
+    Vm(crate::vm::VmArgs),
+}
+
+/// What `run` prints on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Failures as they happen, then a summary.
+    Human,
+    /// KTAP version 1 (human progress goes to stderr).
+    Ktap,
 }
 
 #[derive(Args)]
@@ -57,6 +68,12 @@ pub struct RunArgs {
     /// Print a line for every trial, not just failures.
     #[arg(long, short = 'v')]
     pub verbose: bool,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
+    /// Exit 0 good, 1 bad, 125 cannot test (for `git bisect run`; see README).
+    #[arg(long)]
+    pub bisect: bool,
 }
 
 /// Exit codes: 0 all passed or skipped, 1 a trial failed, 2 the suite could not run.
@@ -85,6 +102,7 @@ pub fn main(cli: Cli) -> ExitCode {
             print!("{}", crate::case::json_schema());
             ExitCode::SUCCESS
         }
+        Command::Vm(args) => ExitCode::from(crate::vm::command(args)),
     }
 }
 
@@ -116,7 +134,7 @@ pub fn load_all(paths: &[PathBuf]) -> Option<Vec<LoadedCase>> {
     ok.then_some(cases)
 }
 
-fn select_trials(select: &Select) -> Result<Vec<PlannedTrial>, ExitCode> {
+pub(crate) fn select_trials(select: &Select) -> Result<Vec<PlannedTrial>, ExitCode> {
     let paths = if select.paths.is_empty() { vec![default_cases_dir()] } else { select.paths.clone() };
     let cases = load_all(&paths).ok_or(ExitCode::from(2))?;
     let trials: Vec<PlannedTrial> = plan(&cases)
@@ -127,13 +145,14 @@ fn select_trials(select: &Select) -> Result<Vec<PlannedTrial>, ExitCode> {
 }
 
 fn run_command(args: RunArgs) -> ExitCode {
+    let cannot_run = ExitCode::from(if args.bisect { crate::bisect::UNTESTABLE } else { 2 });
     let trials = match select_trials(&args.select) {
         Ok(t) => t,
-        Err(code) => return code,
+        Err(_) => return cannot_run,
     };
     if trials.is_empty() {
         eprintln!("error: no trial selected");
-        return ExitCode::from(2);
+        return cannot_run;
     }
     let mut probe = Probe::run();
     let guard = (!args.no_provision).then(|| provision::provision(run::request_for(&trials), &mut probe));
@@ -147,14 +166,28 @@ fn run_command(args: RunArgs) -> ExitCode {
         args.jobs.unwrap_or_else(run::default_jobs)
     );
     let verbose = args.verbose;
+    let ktap = (args.format == OutputFormat::Ktap).then(|| {
+        let names: Vec<String> = trials.iter().map(|t| t.name.clone()).collect();
+        crate::ktap::KtapStream::start(std::io::stdout(), &names)
+    });
+    let human = |text: &str| match ktap {
+        Some(_) => eprint!("{text}"),
+        None => print!("{text}"),
+    };
     let results = run::run_all(&trials, &probe, args.jobs.unwrap_or_else(run::default_jobs), &|r| {
+        if let Some(k) = &ktap {
+            k.record(r);
+        }
         if verbose || r.verdict.is_failure() {
-            println!("{}", report::trial_line(r));
+            human(&format!("{}\n", report::trial_line(r)));
         }
     });
     drop(guard);
-    print!("{}", report::summary(&results));
-    if report::counts(&results).failed > 0 {
+    human(&report::summary(&results));
+    let counts = report::counts(&results);
+    if args.bisect {
+        ExitCode::from(crate::bisect::exit_code(crate::bisect::RunOutcome::Ran(counts)))
+    } else if counts.failed > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

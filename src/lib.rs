@@ -6,12 +6,18 @@
 //! - [`plan`]: which trials a run has, and which of them the machine can run.
 //! - [`provision`]: huge pages and swap for a run, restored afterwards.
 //! - [`report`]: verdicts for people.
+//! - [`ktap`]: KTAP output and its parser.
+//! - [`bisect`]: `--bisect` exit codes.
+//! - [`vm`]: running the suite inside a kernel under qemu.
 
+pub mod bisect;
 pub mod case;
 pub mod cli;
 pub mod kernel;
+pub mod ktap;
 pub mod plan;
 pub mod provision;
 pub mod report;
 pub mod run;
 pub mod trial;
+pub mod vm;
