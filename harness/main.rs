@@ -47,17 +47,40 @@ fn main() {
         .into_iter()
         .map(|t| {
             let probe = probe.clone();
-            Trial::ignorable_test(t.name.clone(), move || match run::run_planned(&t, &probe).verdict {
-                Verdict::Pass => Ok(Completion::Completed),
-                Verdict::Skip { reason } => Ok(Completion::ignored_with(reason)),
-                Verdict::Fail { message, .. } => Err(Failed::from(message)),
+            Trial::ignorable_test(t.name.clone(), move || {
+                match run::run_planned(&t, &probe).verdict {
+                    Verdict::Pass => Ok(Completion::Completed),
+                    Verdict::Skip { reason } => Ok(Completion::ignored_with(reason)),
+                    Verdict::Fail { message, .. } => Err(Failed::from(message)),
+                }
             })
         })
         .collect();
     trials.push(Trial::test("suite::schema-is-current", schema_is_current));
-    trials.push(Trial::test("suite::cli-yaml-error-exits-2", cli_yaml_error_exits_2));
-    trials.push(Trial::test("suite::cli-run-passes-and-summarises", cli_run_passes_and_summarises));
-    trials.push(Trial::test("suite::cli-failure-exits-1", cli_failure_exits_1));
+    trials.push(Trial::test(
+        "suite::cli-yaml-error-exits-2",
+        cli_yaml_error_exits_2,
+    ));
+    trials.push(Trial::test(
+        "suite::cli-run-passes-and-summarises",
+        cli_run_passes_and_summarises,
+    ));
+    trials.push(Trial::test(
+        "suite::cli-failure-exits-1",
+        cli_failure_exits_1,
+    ));
+    trials.push(Trial::test(
+        "suite::cli-ktap-output-parses",
+        cli_ktap_output_parses,
+    ));
+    trials.push(Trial::ignorable_test(
+        "suite::vm-boots-a-debian-kernel",
+        vm_boots_a_debian_kernel,
+    ));
+    trials.push(Trial::test(
+        "suite::ci-configs-parse-and-name-real-scripts",
+        ci_configs_parse,
+    ));
 
     let conclusion = libtest_mimic::run(&args, trials);
     drop(guard);
@@ -67,9 +90,13 @@ fn main() {
 /// schema/case.schema.json must be what the types generate (run `uffd-conform schema`).
 fn schema_is_current() -> Result<(), Failed> {
     let path = root().join("schema/case.schema.json");
-    let committed = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let committed =
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     if committed != uffd_conform::case::json_schema() {
-        return Err("schema/case.schema.json is stale: run `cargo run -- schema > schema/case.schema.json`".into());
+        return Err(
+            "schema/case.schema.json is stale: run `cargo run -- schema > schema/case.schema.json`"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -81,7 +108,9 @@ fn cli() -> Command {
 }
 
 fn scratch(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("uffd-conform-test-{}", std::process::id())).join("cli");
+    let dir = std::env::temp_dir()
+        .join(format!("uffd-conform-test-{}", std::process::id()))
+        .join("cli");
     std::fs::create_dir_all(&dir).expect("scratch dir");
     let path = dir.join(name);
     std::fs::write(&path, text).expect("scratch file");
@@ -89,8 +118,15 @@ fn scratch(name: &str, text: &str) -> PathBuf {
 }
 
 fn cli_yaml_error_exits_2() -> Result<(), Failed> {
-    let bad = scratch("bad.yaml", "name: broken\nabout: x\nrefs: [{seed: '1'}]\npages: 1\nsteps:\n  - write: {pages: 0\n");
-    let out = cli().args(["run", "--no-provision"]).arg(&bad).output().map_err(|e| e.to_string())?;
+    let bad = scratch(
+        "bad.yaml",
+        "name: broken\nabout: x\nrefs: [{seed: '1'}]\npages: 1\nsteps:\n  - write: {pages: 0\n",
+    );
+    let out = cli()
+        .args(["run", "--no-provision"])
+        .arg(&bad)
+        .output()
+        .map_err(|e| e.to_string())?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.code() != Some(2) {
         return Err(format!("exit {:?}, want 2; stderr: {stderr}", out.status.code()).into());
@@ -104,7 +140,13 @@ fn cli_yaml_error_exits_2() -> Result<(), Failed> {
 
 fn cli_run_passes_and_summarises() -> Result<(), Failed> {
     let out = cli()
-        .args(["run", "--no-provision", "cases/wp/protect-then-write-faults-once.yaml", "-f", "::anon"])
+        .args([
+            "run",
+            "--no-provision",
+            "cases/wp/protect-then-write-faults-once.yaml",
+            "-f",
+            "::anon",
+        ])
         .output()
         .map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -115,14 +157,129 @@ fn cli_run_passes_and_summarises() -> Result<(), Failed> {
 }
 
 fn cli_failure_exits_1() -> Result<(), Failed> {
-    let wrong = std::fs::read_to_string(root().join("tests/meta/unexpected-fault.yaml")).map_err(|e| e.to_string())?;
+    let wrong = std::fs::read_to_string(root().join("tests/meta/unexpected-fault.yaml"))
+        .map_err(|e| e.to_string())?;
     // Without expect_failure the deliberately wrong case is an ordinary failing case.
-    let wrong = wrong.split("expect_failure:").next().unwrap_or_default().to_string();
+    let wrong = wrong
+        .split("expect_failure:")
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let path = scratch("wrong.yaml", &wrong);
-    let out = cli().args(["run", "--no-provision", "-f", "::anon"]).arg(&path).output().map_err(|e| e.to_string())?;
+    let out = cli()
+        .args(["run", "--no-provision", "-f", "::anon"])
+        .arg(&path)
+        .output()
+        .map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if out.status.code() != Some(1) || !stdout.contains("step 3 `write pages 0 data 2`") {
         return Err(format!("exit {:?}, stdout: {stdout}", out.status.code()).into());
+    }
+    Ok(())
+}
+
+/// Boots the Debian kernel that ci/fetch-kernel caches under target/kernels and runs one case
+/// in it. Skips, with the reason, when qemu, the kernel or the static suite binary is missing
+/// (.ci/run provides all three).
+fn vm_boots_a_debian_kernel() -> Result<Completion, Failed> {
+    if uffd_conform::vm::qemu::find_qemu().is_none() {
+        return Ok(Completion::ignored_with(
+            "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)",
+        ));
+    }
+    let Some(kernel) = std::fs::read_dir(root().join("target/kernels"))
+        .ok()
+        .and_then(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.join("vmlinuz").is_file())
+                .max()
+        })
+    else {
+        return Ok(Completion::ignored_with(
+            "no kernel under target/kernels (run ci/fetch-kernel PACKAGE)",
+        ));
+    };
+    if let Err(e) = uffd_conform::vm::static_binary::locate(None) {
+        return Ok(Completion::ignored_with(e));
+    }
+    let out = cli()
+        .args([
+            "vm",
+            "--bisect",
+            "--timeout",
+            "600",
+            "-f",
+            "wp::protect-then-write-faults-once::",
+        ])
+        .arg("--kernel")
+        .arg(kernel.join("vmlinuz"))
+        .arg("--modules")
+        .arg(kernel.join("modules"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(0) || !stdout.contains("5 passed, 0 failed, 0 skipped") {
+        return Err(format!(
+            "exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
+            out.status.code()
+        )
+        .into());
+    }
+    Ok(Completion::Completed)
+}
+
+/// The example CI configs in ci/ are valid YAML, and every ci/ script they name exists.
+fn ci_configs_parse() -> Result<(), Failed> {
+    for file in ["ci/gitlab-ci.yml", "ci/github-actions.yml"] {
+        let text =
+            std::fs::read_to_string(root().join(file)).map_err(|e| format!("{file}: {e}"))?;
+        serde_saphyr::from_str::<serde_json::Value>(&text).map_err(|e| format!("{file}: {e}"))?;
+        for word in
+            text.split(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '(' || c == ')')
+        {
+            if let Some(script) = word
+                .strip_prefix("ci/")
+                .filter(|s| !s.is_empty() && !s.contains('$'))
+            {
+                let path = root().join("ci").join(script.trim_end_matches([';', ',']));
+                if !path.exists() {
+                    return Err(format!("{file} names {word}, which does not exist").into());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `run --format ktap` prints only KTAP on stdout, which our parser reads back completely.
+fn cli_ktap_output_parses() -> Result<(), Failed> {
+    let out = cli()
+        .args([
+            "run",
+            "--no-provision",
+            "--format",
+            "ktap",
+            "cases/wp/protect-then-write-faults-once.yaml",
+            "-f",
+            "::anon",
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let doc = uffd_conform::ktap::parse(&stdout).map_err(|e| format!("{e}: {stdout}"))?;
+    let verdicts = uffd_conform::ktap::trial_verdicts(&doc);
+    if !stdout.starts_with("KTAP version 1\n1..1\n")
+        || !doc.is_complete()
+        || stdout.contains("passed,")
+    {
+        return Err(format!("not clean KTAP: {:?}\n{stdout}", doc.problems).into());
+    }
+    if out.status.code() != Some(0)
+        || verdicts.get("wp::protect-then-write-faults-once::anon") != Some(&Verdict::Pass)
+    {
+        return Err(format!("exit {:?}, verdicts {verdicts:?}", out.status.code()).into());
     }
     Ok(())
 }

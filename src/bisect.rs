@@ -34,7 +34,11 @@ mod tests {
     use super::*;
 
     fn ran(passed: usize, failed: usize, skipped: usize) -> RunOutcome {
-        RunOutcome::Ran(Counts { passed, failed, skipped })
+        RunOutcome::Ran(Counts {
+            passed,
+            failed,
+            skipped,
+        })
     }
 
     #[test]
@@ -42,7 +46,11 @@ mod tests {
         assert_eq!(exit_code(ran(5, 0, 0)), 0);
         assert_eq!(exit_code(ran(4, 1, 0)), 1);
         assert_eq!(exit_code(ran(0, 1, 4)), 1, "a failure wins over skips");
-        assert_eq!(exit_code(ran(4, 0, 1)), 125, "a skipped selected trial cannot say good");
+        assert_eq!(
+            exit_code(ran(4, 0, 1)),
+            125,
+            "a skipped selected trial cannot say good"
+        );
         assert_eq!(exit_code(ran(0, 0, 5)), 125);
         assert_eq!(exit_code(ran(0, 0, 0)), 125, "nothing ran");
         assert_eq!(exit_code(RunOutcome::Untestable), 125);

@@ -13,7 +13,11 @@ use crate::plan::{plan, PlannedTrial};
 use crate::{provision, report, run};
 
 #[derive(Parser)]
-#[command(name = "uffd-conform", version, about = "Conformance suite for Linux userfaultfd write-protect behaviour")]
+#[command(
+    name = "uffd-conform",
+    version,
+    about = "Conformance suite for Linux userfaultfd write-protect behaviour"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -92,7 +96,10 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Probe { json } => {
             let probe = Probe::run();
             if json {
-                println!("{}", serde_json::to_string_pretty(&probe).expect("probe serializes"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&probe).expect("probe serializes")
+                );
             } else {
                 print!("{}", describe_probe(&probe));
             }
@@ -135,17 +142,27 @@ pub fn load_all(paths: &[PathBuf]) -> Option<Vec<LoadedCase>> {
 }
 
 pub(crate) fn select_trials(select: &Select) -> Result<Vec<PlannedTrial>, ExitCode> {
-    let paths = if select.paths.is_empty() { vec![default_cases_dir()] } else { select.paths.clone() };
+    let paths = if select.paths.is_empty() {
+        vec![default_cases_dir()]
+    } else {
+        select.paths.clone()
+    };
     let cases = load_all(&paths).ok_or(ExitCode::from(2))?;
     let trials: Vec<PlannedTrial> = plan(&cases)
         .into_iter()
-        .filter(|t| select.filter.is_empty() || select.filter.iter().any(|f| t.name.contains(f.as_str())))
+        .filter(|t| {
+            select.filter.is_empty() || select.filter.iter().any(|f| t.name.contains(f.as_str()))
+        })
         .collect();
     Ok(trials)
 }
 
 fn run_command(args: RunArgs) -> ExitCode {
-    let cannot_run = ExitCode::from(if args.bisect { crate::bisect::UNTESTABLE } else { 2 });
+    let cannot_run = ExitCode::from(if args.bisect {
+        crate::bisect::UNTESTABLE
+    } else {
+        2
+    });
     let trials = match select_trials(&args.select) {
         Ok(t) => t,
         Err(_) => return cannot_run,
@@ -155,7 +172,8 @@ fn run_command(args: RunArgs) -> ExitCode {
         return cannot_run;
     }
     let mut probe = Probe::run();
-    let guard = (!args.no_provision).then(|| provision::provision(run::request_for(&trials), &mut probe));
+    let guard =
+        (!args.no_provision).then(|| provision::provision(run::request_for(&trials), &mut probe));
     for note in guard.iter().flat_map(|g| g.notes.iter()) {
         eprintln!("provision: {note}");
     }
@@ -174,19 +192,26 @@ fn run_command(args: RunArgs) -> ExitCode {
         Some(_) => eprint!("{text}"),
         None => print!("{text}"),
     };
-    let results = run::run_all(&trials, &probe, args.jobs.unwrap_or_else(run::default_jobs), &|r| {
-        if let Some(k) = &ktap {
-            k.record(r);
-        }
-        if verbose || r.verdict.is_failure() {
-            human(&format!("{}\n", report::trial_line(r)));
-        }
-    });
+    let results = run::run_all(
+        &trials,
+        &probe,
+        args.jobs.unwrap_or_else(run::default_jobs),
+        &|r| {
+            if let Some(k) = &ktap {
+                k.record(r);
+            }
+            if verbose || r.verdict.is_failure() {
+                human(&format!("{}\n", report::trial_line(r)));
+            }
+        },
+    );
     drop(guard);
     human(&report::summary(&results));
     let counts = report::counts(&results);
     if args.bisect {
-        ExitCode::from(crate::bisect::exit_code(crate::bisect::RunOutcome::Ran(counts)))
+        ExitCode::from(crate::bisect::exit_code(crate::bisect::RunOutcome::Ran(
+            counts,
+        )))
     } else if counts.failed > 0 {
         ExitCode::from(1)
     } else {
@@ -201,15 +226,26 @@ pub fn describe_probe(p: &Probe) -> String {
         Ok(caps) => {
             out += &format!(
                 "userfaultfd: available{}\nfeatures: 0x{:x}\n",
-                if caps.user_mode_only { " (UFFD_USER_MODE_ONLY only)" } else { "" },
+                if caps.user_mode_only {
+                    " (UFFD_USER_MODE_ONLY only)"
+                } else {
+                    ""
+                },
                 caps.features
             );
             for f in Feature::ALL {
-                let mark = if caps.features & f.bit() != 0 { "yes" } else { "no " };
+                let mark = if caps.features & f.bit() != 0 {
+                    "yes"
+                } else {
+                    "no "
+                };
                 out += &format!("  {mark} {}\n", f.kernel_name());
             }
-            let ioctls: Vec<&str> =
-                IOCTL_NAMES.iter().filter(|(b, _)| caps.ioctls & (1 << b) != 0).map(|(_, n)| *n).collect();
+            let ioctls: Vec<&str> = IOCTL_NAMES
+                .iter()
+                .filter(|(b, _)| caps.ioctls & (1 << b) != 0)
+                .map(|(_, n)| *n)
+                .collect();
             out += &format!("ioctls: {}\n", ioctls.join(" "));
         }
         Err(e) => out += &format!("userfaultfd: unavailable: {e}\n"),

@@ -31,18 +31,25 @@ fn trial_lines(out: &mut String, indent: &str, number: usize, name: &str, verdic
     let name = description(name);
     match verdict {
         Verdict::Pass => out.push_str(&format!("{indent}ok {number} {name}\n")),
-        Verdict::Skip { reason } => out.push_str(&format!("{indent}ok {number} {name} # SKIP {}\n", one_line(reason))),
+        Verdict::Skip { reason } => out.push_str(&format!(
+            "{indent}ok {number} {name} # SKIP {}\n",
+            one_line(reason)
+        )),
         Verdict::Fail { kind, message } => {
             for line in message.lines() {
                 out.push_str(&format!("{indent}# {line}\n"));
             }
             let first = one_line(message.lines().next().unwrap_or_default());
             match kind {
-                FailKind::Timeout => out.push_str(&format!("{indent}not ok {number} {name} # TIMEOUT {first}\n")),
+                FailKind::Timeout => out.push_str(&format!(
+                    "{indent}not ok {number} {name} # TIMEOUT {first}\n"
+                )),
                 FailKind::Signal | FailKind::Error => {
                     out.push_str(&format!("{indent}not ok {number} {name} # ERROR {first}\n"))
                 }
-                FailKind::Mismatch | FailKind::Meta => out.push_str(&format!("{indent}not ok {number} {name}\n")),
+                FailKind::Mismatch | FailKind::Meta => {
+                    out.push_str(&format!("{indent}not ok {number} {name}\n"))
+                }
             }
         }
     }
@@ -63,11 +70,19 @@ pub fn case_block(number: usize, case_name: &str, trials: &[&TrialResult]) -> St
         trial_lines(&mut out, INDENT, i + 1, short, &t.verdict);
     }
     let failed = trials.iter().filter(|t| t.verdict.is_failure()).count();
-    let skipped = trials.iter().filter(|t| matches!(t.verdict, Verdict::Skip { .. })).count();
+    let skipped = trials
+        .iter()
+        .filter(|t| matches!(t.verdict, Verdict::Skip { .. }))
+        .count();
     let case_verdict = if failed > 0 {
-        Verdict::fail(FailKind::Mismatch, format!("{failed} of {} memory types failed", trials.len()))
+        Verdict::fail(
+            FailKind::Mismatch,
+            format!("{failed} of {} memory types failed", trials.len()),
+        )
     } else if skipped == trials.len() {
-        Verdict::Skip { reason: "every memory type skipped".into() }
+        Verdict::Skip {
+            reason: "every memory type skipped".into(),
+        }
     } else {
         Verdict::Pass
     };
@@ -78,10 +93,14 @@ pub fn case_block(number: usize, case_name: &str, trials: &[&TrialResult]) -> St
 /// A whole run as KTAP, grouping `results` (in plan order) by case.
 pub fn document(results: &[TrialResult]) -> String {
     let groups = group_by_case(results.iter().map(|r| r.name.as_str()));
-    let by_name: HashMap<&str, &TrialResult> = results.iter().map(|r| (r.name.as_str(), r)).collect();
+    let by_name: HashMap<&str, &TrialResult> =
+        results.iter().map(|r| (r.name.as_str(), r)).collect();
     let mut out = header(groups.len());
     for (i, (case, names)) in groups.iter().enumerate() {
-        let trials: Vec<&TrialResult> = names.iter().filter_map(|n| by_name.get(n.as_str()).copied()).collect();
+        let trials: Vec<&TrialResult> = names
+            .iter()
+            .filter_map(|n| by_name.get(n.as_str()).copied())
+            .collect();
         out.push_str(&case_block(i + 1, case, &trials));
     }
     out
@@ -89,7 +108,10 @@ pub fn document(results: &[TrialResult]) -> String {
 
 /// The case part of a trial name: `topic::case` of `topic::case::memory`.
 pub fn case_of(trial: &str) -> &str {
-    trial.rsplit_once("::").map(|(case, _)| case).unwrap_or(trial)
+    trial
+        .rsplit_once("::")
+        .map(|(case, _)| case)
+        .unwrap_or(trial)
 }
 
 /// Trial names grouped by case, in first-seen order.
@@ -124,8 +146,17 @@ impl<W: Write + Send> KtapStream<W> {
     pub fn start(mut out: W, planned: &[String]) -> KtapStream<W> {
         let groups = group_by_case(planned.iter().map(String::as_str));
         // A closed stdout leaves nobody to tell; the exit code still says what happened.
-        let _ = out.write_all(header(groups.len()).as_bytes()).and_then(|_| out.flush());
-        KtapStream { state: Mutex::new(StreamState { out, groups, done: HashMap::new(), next_case: 0 }) }
+        let _ = out
+            .write_all(header(groups.len()).as_bytes())
+            .and_then(|_| out.flush());
+        KtapStream {
+            state: Mutex::new(StreamState {
+                out,
+                groups,
+                done: HashMap::new(),
+                next_case: 0,
+            }),
+        }
     }
 
     pub fn record(&self, result: &TrialResult) {
@@ -138,7 +169,10 @@ impl<W: Write + Send> KtapStream<W> {
             let trials: Vec<&TrialResult> = names.iter().filter_map(|n| s.done.get(n)).collect();
             let block = case_block(s.next_case + 1, case, &trials);
             s.next_case += 1;
-            let _ = s.out.write_all(block.as_bytes()).and_then(|_| s.out.flush());
+            let _ = s
+                .out
+                .write_all(block.as_bytes())
+                .and_then(|_| s.out.flush());
         }
     }
 }
@@ -208,12 +242,20 @@ struct Level {
 
 impl Level {
     fn new(indent: usize) -> Level {
-        Level { indent, plan: None, tests: Vec::new(), diagnostics: Vec::new() }
+        Level {
+            indent,
+            plan: None,
+            tests: Vec::new(),
+            diagnostics: Vec::new(),
+        }
     }
 }
 
 fn is_version_line(content: &str) -> bool {
-    matches!(content, "KTAP version 1" | "TAP version 13" | "TAP version 14")
+    matches!(
+        content,
+        "KTAP version 1" | "TAP version 13" | "TAP version 14"
+    )
 }
 
 fn parse_plan(content: &str) -> Option<usize> {
@@ -227,7 +269,9 @@ fn parse_result(content: &str) -> Option<KtapTest> {
     } else {
         (true, content.strip_prefix("ok ")?)
     };
-    let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     let number: usize = rest[..digits].parse().ok()?;
     let rest = &rest[digits..];
     if !(rest.is_empty() || rest.starts_with(' ')) {
@@ -249,7 +293,14 @@ fn parse_result(content: &str) -> Option<KtapTest> {
             }
         }
     };
-    Some(KtapTest { number, name, ok, directive, data, ..Default::default() })
+    Some(KtapTest {
+        number,
+        name,
+        ok,
+        directive,
+        data,
+        ..Default::default()
+    })
 }
 
 /// Parses the first KTAP document in `text`. Text before the version line (boot messages) is
@@ -260,7 +311,10 @@ pub fn parse(text: &str) -> Result<KtapDocument, String> {
     let mut lines = text.lines().map(|l| l.trim_end_matches('\r'));
     let mut prefix = None;
     for line in lines.by_ref() {
-        if let Some(at) = ["KTAP version 1", "TAP version 13", "TAP version 14"].iter().find_map(|v| line.find(v)) {
+        if let Some(at) = ["KTAP version 1", "TAP version 13", "TAP version 14"]
+            .iter()
+            .find_map(|v| line.find(v))
+        {
             if is_version_line(line[at..].trim_end()) {
                 prefix = Some(at);
                 break;
@@ -279,7 +333,8 @@ pub fn parse(text: &str) -> Result<KtapDocument, String> {
         if let Some(diag) = content.strip_prefix('#') {
             // Diagnostics belong to the next result line; after a subtest block that is the
             // parent's, which also receives the subtest level's leftovers.
-            top.diagnostics.push(diag.strip_prefix(' ').unwrap_or(diag).to_string());
+            top.diagnostics
+                .push(diag.strip_prefix(' ').unwrap_or(diag).to_string());
         } else if is_version_line(content) && indent == top.indent + INDENT.len() {
             stack.push(Level::new(indent));
         } else if let Some(n) = parse_plan(content).filter(|_| indent == top.indent) {
@@ -302,7 +357,10 @@ pub fn parse(text: &str) -> Result<KtapDocument, String> {
         }
     }
     if stack.len() > 1 {
-        problems.push(format!("the document stops inside a subtest (after {} results)", count(&stack[0].tests)));
+        problems.push(format!(
+            "the document stops inside a subtest (after {} results)",
+            count(&stack[0].tests)
+        ));
     }
     // Fold any unterminated subtests so what they reported is not lost.
     while stack.len() > 1 {
@@ -321,7 +379,11 @@ pub fn parse(text: &str) -> Result<KtapDocument, String> {
     }
     let root = stack.pop().expect("the root level");
     check_plan(&root, &mut problems);
-    Ok(KtapDocument { plan: root.plan, tests: root.tests, problems })
+    Ok(KtapDocument {
+        plan: root.plan,
+        tests: root.tests,
+        problems,
+    })
 }
 
 fn count(tests: &[KtapTest]) -> usize {
@@ -331,7 +393,10 @@ fn count(tests: &[KtapTest]) -> usize {
 fn push_result(level: &mut Level, test: KtapTest, problems: &mut Vec<String>) {
     let want = level.tests.len() + 1;
     if test.number != want {
-        problems.push(format!("test `{}` is numbered {}, expected {want}", test.name, test.number));
+        problems.push(format!(
+            "test `{}` is numbered {}, expected {want}",
+            test.name, test.number
+        ));
     }
     level.tests.push(test);
 }
@@ -348,7 +413,9 @@ fn check_plan(level: &Level, problems: &mut Vec<String>) {
 /// whose message is the diagnostic lines (or the directive's data).
 pub fn verdict_of(test: &KtapTest) -> Verdict {
     if test.directive == Some(Directive::Skip) {
-        return Verdict::Skip { reason: test.data.clone() };
+        return Verdict::Skip {
+            reason: test.data.clone(),
+        };
     }
     if test.ok {
         return Verdict::Pass;
@@ -358,7 +425,11 @@ pub fn verdict_of(test: &KtapTest) -> Verdict {
         Some(Directive::Error) => FailKind::Error,
         _ => FailKind::Mismatch,
     };
-    let message = if test.diagnostics.is_empty() { test.data.clone() } else { test.diagnostics.join("\n") };
+    let message = if test.diagnostics.is_empty() {
+        test.data.clone()
+    } else {
+        test.diagnostics.join("\n")
+    };
     Verdict::fail(kind, message)
 }
 
@@ -380,7 +451,14 @@ mod tests {
     use std::time::Duration;
 
     fn result(name: &str, memory: MemoryType, verdict: Verdict) -> TrialResult {
-        TrialResult { name: name.into(), memory, verdict, duration: Duration::ZERO, report: None, stderr: String::new() }
+        TrialResult {
+            name: name.into(),
+            memory,
+            verdict,
+            duration: Duration::ZERO,
+            report: None,
+            stderr: String::new(),
+        }
     }
 
     fn sample() -> Vec<TrialResult> {
@@ -389,11 +467,30 @@ mod tests {
             result(
                 "wp::a::shmem",
                 MemoryType::Shmem,
-                Verdict::fail(FailKind::Mismatch, "step 3 `write pages 0`:\n    messages: expected [a], observed [b]"),
+                Verdict::fail(
+                    FailKind::Mismatch,
+                    "step 3 `write pages 0`:\n    messages: expected [a], observed [b]",
+                ),
             ),
-            result("wp::a::hugetlb", MemoryType::Hugetlb, Verdict::Skip { reason: "needs 4 free huge pages".into() }),
-            result("wp::b::anon", MemoryType::Anon, Verdict::fail(FailKind::Timeout, "TIMEOUT: no result after 10.0 s")),
-            result("pm::c::hugetlb", MemoryType::Hugetlb, Verdict::Skip { reason: "kernel lacks X".into() }),
+            result(
+                "wp::a::hugetlb",
+                MemoryType::Hugetlb,
+                Verdict::Skip {
+                    reason: "needs 4 free huge pages".into(),
+                },
+            ),
+            result(
+                "wp::b::anon",
+                MemoryType::Anon,
+                Verdict::fail(FailKind::Timeout, "TIMEOUT: no result after 10.0 s"),
+            ),
+            result(
+                "pm::c::hugetlb",
+                MemoryType::Hugetlb,
+                Verdict::Skip {
+                    reason: "kernel lacks X".into(),
+                },
+            ),
         ]
     }
 
@@ -430,10 +527,16 @@ ok 3 pm::c # SKIP every memory type skipped
     fn every_line_is_one_of_the_spec_kinds_with_two_space_nesting() {
         for line in document(&sample()).lines() {
             let indent = line.len() - line.trim_start().len();
-            assert!(indent % 2 == 0 && indent <= 2, "indentation is a multiple of two spaces: {line:?}");
+            assert!(
+                indent % 2 == 0 && indent <= 2,
+                "indentation is a multiple of two spaces: {line:?}"
+            );
             let c = line.trim_start();
             assert!(
-                is_version_line(c) || parse_plan(c).is_some() || c.starts_with('#') || parse_result(c).is_some(),
+                is_version_line(c)
+                    || parse_plan(c).is_some()
+                    || c.starts_with('#')
+                    || parse_result(c).is_some(),
                 "unknown line {line:?}"
             );
         }
@@ -483,7 +586,10 @@ ok 3 pm::c # SKIP every memory type skipped
 ";
         let doc = parse(text).expect("a document");
         assert!(doc.is_complete(), "{:?}", doc.problems);
-        assert_eq!(doc.tests[0].subtests[0].diagnostics, vec!["test_1: initializing"]);
+        assert_eq!(
+            doc.tests[0].subtests[0].diagnostics,
+            vec!["test_1: initializing"]
+        );
         assert_eq!(doc.tests[0].subtests[1].name, "test_2");
         assert_eq!(doc.tests[0].subtests[1].data, "test_2 skipped");
         assert_eq!(doc.tests[1].directive, Some(Directive::Timeout));
@@ -493,10 +599,19 @@ ok 3 pm::c # SKIP every memory type skipped
     #[test]
     fn a_truncated_document_is_incomplete_and_keeps_what_it_had() {
         let full = document(&sample());
-        let cut = &full[..full.find("  KTAP version 1\n  1..1\n  # TIMEOUT").expect("second case") + 24];
+        let cut = &full[..full
+            .find("  KTAP version 1\n  1..1\n  # TIMEOUT")
+            .expect("second case")
+            + 24];
         let doc = parse(cut).expect("a document");
         assert!(!doc.is_complete());
-        assert!(doc.problems.iter().any(|p| p.contains("stops inside a subtest")), "{:?}", doc.problems);
+        assert!(
+            doc.problems
+                .iter()
+                .any(|p| p.contains("stops inside a subtest")),
+            "{:?}",
+            doc.problems
+        );
         assert_eq!(trial_verdicts(&doc)["wp::a::anon"], Verdict::Pass);
     }
 
@@ -504,8 +619,20 @@ ok 3 pm::c # SKIP every memory type skipped
     fn misnumbered_results_and_wrong_plans_are_problems() {
         let doc = parse("KTAP version 1\n1..3\nok 1 a\nok 3 b\n").expect("a document");
         assert!(!doc.is_complete());
-        assert!(doc.problems.iter().any(|p| p.contains("numbered 3, expected 2")), "{:?}", doc.problems);
-        assert!(doc.problems.iter().any(|p| p.contains("plan 1..3 but 2 results")), "{:?}", doc.problems);
+        assert!(
+            doc.problems
+                .iter()
+                .any(|p| p.contains("numbered 3, expected 2")),
+            "{:?}",
+            doc.problems
+        );
+        assert!(
+            doc.problems
+                .iter()
+                .any(|p| p.contains("plan 1..3 but 2 results")),
+            "{:?}",
+            doc.problems
+        );
     }
 
     #[test]

@@ -35,10 +35,17 @@ impl PlannedTrial {
             Ok(c) => c,
             Err(e) => return Some(e.clone()),
         };
-        let missing: Vec<String> =
-            self.features.iter().filter(|f| caps.features & f.bit() == 0).map(|f| f.kernel_name()).collect();
+        let missing: Vec<String> = self
+            .features
+            .iter()
+            .filter(|f| caps.features & f.bit() == 0)
+            .map(|f| f.kernel_name())
+            .collect();
         if !missing.is_empty() {
-            return Some(format!("kernel lacks {} (UFFDIO_API does not offer it)", missing.join(", ")));
+            return Some(format!(
+                "kernel lacks {} (UFFDIO_API does not offer it)",
+                missing.join(", ")
+            ));
         }
         if self.needs_root && !probe.is_root {
             return Some("needs root".into());
@@ -66,7 +73,11 @@ impl PlannedTrial {
             memory: self.memory,
             features: mask(&self.features),
             huge_page_size: probe.huge_page_size,
-            user_mode_only: probe.uffd.as_ref().map(|c| c.user_mode_only).unwrap_or(false),
+            user_mode_only: probe
+                .uffd
+                .as_ref()
+                .map(|c| c.user_mode_only)
+                .unwrap_or(false),
         }
     }
 }
@@ -100,7 +111,11 @@ fn plan_one(case: Arc<LoadedCase>, memory: MemoryType) -> PlannedTrial {
         memory,
         features,
         // Private hugetlb may hold a page cache page and a private copy of each page.
-        huge_pages: if memory.is_hugetlb() { 2 * c.pages as u64 } else { 0 },
+        huge_pages: if memory.is_hugetlb() {
+            2 * c.pages as u64
+        } else {
+            0
+        },
         needs_swap: c.needs.contains(&Need::Swap),
         needs_root: c.needs.contains(&Need::Root),
         case,
@@ -113,7 +128,9 @@ pub fn implied_features(memory: MemoryType, modes: &[RegisterMode]) -> Vec<Featu
     for mode in modes {
         match (mode, memory.is_hugetlb(), memory.is_shmem()) {
             (RegisterMode::Wp, false, false) => f.push(Feature::PagefaultFlagWp),
-            (RegisterMode::Wp, _, _) => f.extend([Feature::PagefaultFlagWp, Feature::WpHugetlbfsShmem]),
+            (RegisterMode::Wp, _, _) => {
+                f.extend([Feature::PagefaultFlagWp, Feature::WpHugetlbfsShmem])
+            }
             (RegisterMode::Missing, true, _) => f.push(Feature::MissingHugetlbfs),
             (RegisterMode::Missing, _, true) => f.push(Feature::MissingShmem),
             (RegisterMode::Minor, true, _) => f.push(Feature::MinorHugetlbfs),
@@ -135,11 +152,25 @@ mod tests {
 
     #[test]
     fn wp_on_shmem_and_hugetlb_needs_the_feature_bit() {
-        assert_eq!(implied_features(MemoryType::Anon, &[RegisterMode::Wp]), vec![Feature::PagefaultFlagWp]);
-        for m in [MemoryType::Shmem, MemoryType::ShmemPrivate, MemoryType::Hugetlb, MemoryType::HugetlbPrivate] {
+        assert_eq!(
+            implied_features(MemoryType::Anon, &[RegisterMode::Wp]),
+            vec![Feature::PagefaultFlagWp]
+        );
+        for m in [
+            MemoryType::Shmem,
+            MemoryType::ShmemPrivate,
+            MemoryType::Hugetlb,
+            MemoryType::HugetlbPrivate,
+        ] {
             assert!(implied_features(m, &[RegisterMode::Wp]).contains(&Feature::WpHugetlbfsShmem));
         }
-        assert_eq!(implied_features(MemoryType::Hugetlb, &[RegisterMode::Minor]), vec![Feature::MinorHugetlbfs]);
-        assert_eq!(implied_features(MemoryType::Anon, &[RegisterMode::Missing]), vec![]);
+        assert_eq!(
+            implied_features(MemoryType::Hugetlb, &[RegisterMode::Minor]),
+            vec![Feature::MinorHugetlbfs]
+        );
+        assert_eq!(
+            implied_features(MemoryType::Anon, &[RegisterMode::Missing]),
+            vec![]
+        );
     }
 }

@@ -63,7 +63,9 @@ pub fn provision(req: Request, probe: &mut Probe) -> Guard {
         }
     }
     if req.swap && probe.swap_total_kib == 0 {
-        match add_zram_swap().or_else(|zram| add_swap_file().map_err(|file| format!("{zram}; {file}"))) {
+        match add_zram_swap()
+            .or_else(|zram| add_swap_file().map_err(|file| format!("{zram}; {file}")))
+        {
             Ok(n) => notes.push(n),
             Err(e) => notes.push(format!("swap: {e}")),
         }
@@ -81,7 +83,8 @@ fn read_u64(path: &str) -> Result<u64, String> {
 }
 
 fn write_str(path: impl AsRef<Path>, value: &str) -> Result<(), String> {
-    fs::write(path.as_ref(), value).map_err(|e| format!("write {value:?} to {}: {e}", path.as_ref().display()))
+    fs::write(path.as_ref(), value)
+        .map_err(|e| format!("write {value:?} to {}: {e}", path.as_ref().display()))
 }
 
 fn add_huge_pages(extra: u64) -> Result<String, String> {
@@ -89,7 +92,9 @@ fn add_huge_pages(extra: u64) -> Result<String, String> {
     undo_list().push(Undo::HugePages { original });
     write_str(NR_HUGEPAGES, &(original + extra).to_string())?;
     let now = read_u64(NR_HUGEPAGES)?;
-    Ok(format!("vm.nr_hugepages {original} -> {now} (restored afterwards)"))
+    Ok(format!(
+        "vm.nr_hugepages {original} -> {now} (restored afterwards)"
+    ))
 }
 
 fn add_zram_swap() -> Result<String, String> {
@@ -99,11 +104,18 @@ fn add_zram_swap() -> Result<String, String> {
         .parse()
         .map_err(|e| format!("zram hot_add: {e}"))?;
     undo_list().push(Undo::Zram { id });
-    write_str(format!("/sys/block/zram{id}/disksize"), &SWAP_BYTES.to_string())?;
+    write_str(
+        format!("/sys/block/zram{id}/disksize"),
+        &SWAP_BYTES.to_string(),
+    )?;
     let dev = PathBuf::from(format!("/dev/zram{id}"));
     write_swap_header(&dev, SWAP_BYTES)?;
     swapon(&dev)?;
-    Ok(format!("swap on {} ({} MiB zram, removed afterwards)", dev.display(), SWAP_BYTES >> 20))
+    Ok(format!(
+        "swap on {} ({} MiB zram, removed afterwards)",
+        dev.display(),
+        SWAP_BYTES >> 20
+    ))
 }
 
 fn add_swap_file() -> Result<String, String> {
@@ -115,12 +127,21 @@ fn add_swap_file() -> Result<String, String> {
         .open(&path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     undo_list().push(Undo::SwapFile { path: path.clone() });
-    nix::fcntl::fallocate(&file, nix::fcntl::FallocateFlags::empty(), 0, SWAP_BYTES as i64)
-        .map_err(|e| format!("fallocate {}: {}", path.display(), e.desc()))?;
+    nix::fcntl::fallocate(
+        &file,
+        nix::fcntl::FallocateFlags::empty(),
+        0,
+        SWAP_BYTES as i64,
+    )
+    .map_err(|e| format!("fallocate {}: {}", path.display(), e.desc()))?;
     drop(file);
     write_swap_header(&path, SWAP_BYTES)?;
     swapon(&path)?;
-    Ok(format!("swap on {} ({} MiB file, removed afterwards)", path.display(), SWAP_BYTES >> 20))
+    Ok(format!(
+        "swap on {} ({} MiB file, removed afterwards)",
+        path.display(),
+        SWAP_BYTES >> 20
+    ))
 }
 
 /// Writes a version-1 swap header (what mkswap writes), so no util-linux is needed (the VM
@@ -132,8 +153,12 @@ pub fn write_swap_header(path: &Path, bytes: u64) -> Result<(), String> {
     header[1024..1028].copy_from_slice(&1u32.to_ne_bytes()); // version
     header[1028..1032].copy_from_slice(&last_page.to_ne_bytes());
     header[page - 10..].copy_from_slice(b"SWAPSPACE2");
-    let mut f = OpenOptions::new().write(true).open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all_at(&header, 0).map_err(|e| format!("write swap header to {}: {e}", path.display()))?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all_at(&header, 0)
+        .map_err(|e| format!("write swap header to {}: {e}", path.display()))?;
     f.flush().map_err(|e| e.to_string())?;
     f.sync_all().map_err(|e| e.to_string())
 }
@@ -148,7 +173,9 @@ fn swapon(path: &Path) -> Result<(), String> {
     let flags = SWAP_FLAG_PREFER | 32767;
     // SAFETY: a valid C string and flags.
     let ret = unsafe { libc::swapon(cpath(path).as_ptr(), flags) };
-    nix::errno::Errno::result(ret).map(drop).map_err(|e| format!("swapon {}: {}", path.display(), e.desc()))
+    nix::errno::Errno::result(ret)
+        .map(drop)
+        .map_err(|e| format!("swapon {}: {}", path.display(), e.desc()))
 }
 
 fn swapoff(path: &Path) {
@@ -182,7 +209,9 @@ fn install_signal_restore() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else { return };
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+            return;
+        };
         std::thread::spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 restore();

@@ -12,7 +12,11 @@ pub fn trial_line(r: &TrialResult) -> String {
     match &r.verdict {
         Verdict::Pass => format!("ok      {} ({ms:.0} ms)", r.name),
         Verdict::Skip { reason } => format!("skip    {}: {reason}", r.name),
-        Verdict::Fail { message, .. } => format!("FAIL    {} ({ms:.0} ms)\n    {}", r.name, message.replace('\n', "\n    ")),
+        Verdict::Fail { message, .. } => format!(
+            "FAIL    {} ({ms:.0} ms)\n    {}",
+            r.name,
+            message.replace('\n', "\n    ")
+        ),
     }
 }
 
@@ -54,11 +58,20 @@ pub fn summary(results: &[TrialResult]) -> String {
     if !skips.is_empty() {
         let _ = writeln!(out, "\nskipped:");
         for (reason, names) in &skips {
-            let _ = writeln!(out, "  {} trial{}: {reason}", names.len(), if names.len() == 1 { "" } else { "s" });
+            let _ = writeln!(
+                out,
+                "  {} trial{}: {reason}",
+                names.len(),
+                if names.len() == 1 { "" } else { "s" }
+            );
         }
     }
     let c = counts(results);
-    let _ = writeln!(out, "\n{} passed, {} failed, {} skipped", c.passed, c.failed, c.skipped);
+    let _ = writeln!(
+        out,
+        "\n{} passed, {} failed, {} skipped",
+        c.passed, c.failed, c.skipped
+    );
     out
 }
 
@@ -84,9 +97,25 @@ mod tests {
     fn summary_lists_failures_groups_skips_and_counts() {
         let results = vec![
             result("a::x::anon", Verdict::Pass),
-            result("a::y::anon", Verdict::fail(FailKind::Mismatch, "step 2 `write pages 0`:\n    messages: expected [a], observed [b]")),
-            result("a::z::hugetlb", Verdict::Skip { reason: "no huge pages".into() }),
-            result("a::w::hugetlb", Verdict::Skip { reason: "no huge pages".into() }),
+            result(
+                "a::y::anon",
+                Verdict::fail(
+                    FailKind::Mismatch,
+                    "step 2 `write pages 0`:\n    messages: expected [a], observed [b]",
+                ),
+            ),
+            result(
+                "a::z::hugetlb",
+                Verdict::Skip {
+                    reason: "no huge pages".into(),
+                },
+            ),
+            result(
+                "a::w::hugetlb",
+                Verdict::Skip {
+                    reason: "no huge pages".into(),
+                },
+            ),
         ];
         let s = summary(&results);
         assert!(s.contains("FAIL    a::y::anon (3 ms)\n    step 2 `write pages 0`:\n        messages: expected [a], observed [b]"), "{s}");

@@ -25,8 +25,16 @@ pub fn run_planned(trial: &PlannedTrial, probe: &Probe) -> TrialResult {
             stderr: String::new(),
         };
     }
-    let _lane = trial.memory.is_hugetlb().then(|| HUGETLB_LANE.lock().unwrap_or_else(|p| p.into_inner()));
-    let timeout = trial.case.case.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_TIMEOUT);
+    let _lane = trial
+        .memory
+        .is_hugetlb()
+        .then(|| HUGETLB_LANE.lock().unwrap_or_else(|p| p.into_inner()));
+    let timeout = trial
+        .case
+        .case
+        .timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_TIMEOUT);
     let mut result = run_trial(&trial.name, &trial.spec(probe), timeout);
     if let Some(expect) = &trial.case.case.expect_failure {
         result.verdict = result.verdict.judge_meta(expect);
@@ -55,19 +63,32 @@ pub fn run_all(
             });
         }
     });
-    results.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter().flatten().collect()
+    results
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// What the trials need provisioned.
 pub fn request_for(trials: &[PlannedTrial]) -> Request {
     Request {
         // One hugetlb trial runs at a time; a little spare covers the alias mapping.
-        huge_pages: crate::plan::max_huge_pages(trials).max(if trials.iter().any(|t| t.huge_pages > 0) { 8 } else { 0 }),
+        huge_pages: crate::plan::max_huge_pages(trials).max(
+            if trials.iter().any(|t| t.huge_pages > 0) {
+                8
+            } else {
+                0
+            },
+        ),
         swap: trials.iter().any(|t| t.needs_swap),
     }
 }
 
 /// Default parallelism: the machine's cores.
 pub fn default_jobs() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }

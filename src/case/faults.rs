@@ -92,10 +92,18 @@ impl Faults {
         let per_page = |flags: Vec<FaultFlag>| -> Vec<MsgExpect> {
             pages
                 .iter()
-                .map(|&p| MsgExpect { event: EventKind::Pagefault, page: Some(p), flags: Some(flags.clone()) })
+                .map(|&p| MsgExpect {
+                    event: EventKind::Pagefault,
+                    page: Some(p),
+                    flags: Some(flags.clone()),
+                })
                 .collect()
         };
-        let w = if write { vec![FaultFlag::Write] } else { vec![] };
+        let w = if write {
+            vec![FaultFlag::Write]
+        } else {
+            vec![]
+        };
         match self {
             Faults::None => vec![],
             Faults::Wp => per_page(vec![FaultFlag::Write, FaultFlag::Wp]),
@@ -140,7 +148,10 @@ impl<'de> Deserialize<'de> for Faults {
                     "wp" => Ok(Faults::Wp),
                     "missing" => Ok(Faults::Missing),
                     "minor" => Ok(Faults::Minor),
-                    other => Err(E::unknown_variant(other, &["none", "wp", "missing", "minor"])),
+                    other => Err(E::unknown_variant(
+                        other,
+                        &["none", "wp", "missing", "minor"],
+                    )),
                 }
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Faults, A::Error> {
@@ -148,7 +159,11 @@ impl<'de> Deserialize<'de> for Faults {
                 while let Some(m) = seq.next_element::<MsgExpect>()? {
                     list.push(m);
                 }
-                Ok(if list.is_empty() { Faults::None } else { Faults::List(list) })
+                Ok(if list.is_empty() {
+                    Faults::None
+                } else {
+                    Faults::List(list)
+                })
             }
         }
         d.deserialize_any(FaultsVisitor)

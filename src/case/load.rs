@@ -40,7 +40,14 @@ pub struct LoadError {
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
     }
 }
 
@@ -51,7 +58,12 @@ impl std::error::Error for LoadError {}
 pub fn load_path(path: &Path) -> Result<Vec<LoadedCase>, Vec<LoadError>> {
     let mut files = Vec::new();
     collect_files(path, &mut files).map_err(|e| {
-        vec![LoadError { file: path.to_path_buf(), line: 0, column: 0, message: e.to_string() }]
+        vec![LoadError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: e.to_string(),
+        }]
     })?;
     files.sort();
     let mut cases = Vec::new();
@@ -76,7 +88,10 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
             collect_files(&entry?.path(), out)?;
         }
     } else if path.is_file() || !path.exists() {
-        let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+        let yaml = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        );
         if yaml || !path.exists() {
             // A named file that does not exist reaches load_file and reports there.
             out.push(path.to_path_buf());
@@ -95,16 +110,28 @@ fn topic_of(file: &Path) -> String {
 
 /// Loads one file; the first error found is returned.
 pub fn load_file(file: &Path) -> Result<Vec<LoadedCase>, LoadError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| LoadError { file: file.to_path_buf(), line: 0, column: 0, message: e.to_string() })?;
+    let text = std::fs::read_to_string(file).map_err(|e| LoadError {
+        file: file.to_path_buf(),
+        line: 0,
+        column: 0,
+        message: e.to_string(),
+    })?;
     load_str(file, &text)
 }
 
 /// Loads the text of a case file named `file`.
 pub fn load_str(file: &Path, text: &str) -> Result<Vec<LoadedCase>, LoadError> {
-    let err_at = |line: u64, column: u64, message: String| LoadError { file: file.to_path_buf(), line, column, message };
+    let err_at = |line: u64, column: u64, message: String| LoadError {
+        file: file.to_path_buf(),
+        line,
+        column,
+        message,
+    };
     let cases: Vec<Case> = serde_saphyr::from_multiple(text).map_err(|e| {
-        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
         err_at(line, column, message_of(&e))
     })?;
     if cases.is_empty() {
@@ -115,9 +142,17 @@ pub fn load_str(file: &Path, text: &str) -> Result<Vec<LoadedCase>, LoadError> {
     for (doc, case) in cases.into_iter().enumerate() {
         if let Err((at, message)) = validate(&case) {
             let (line, column) = locate(text, doc, &at);
-            return Err(err_at(line, column, format!("case `{}`: {message}", case.name)));
+            return Err(err_at(
+                line,
+                column,
+                format!("case `{}`: {message}", case.name),
+            ));
         }
-        out.push(LoadedCase { topic: topic.clone(), file: file.to_path_buf(), case });
+        out.push(LoadedCase {
+            topic: topic.clone(),
+            file: file.to_path_buf(),
+            case,
+        });
     }
     Ok(out)
 }
@@ -145,18 +180,36 @@ pub enum At {
 
 fn validate(case: &Case) -> Result<(), (At, String)> {
     let name_ok = !case.name.is_empty()
-        && case.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && case
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !name_ok {
-        return Err((At::Field("name"), format!("name `{}` must be lower-case letters, digits and `-`", case.name)));
+        return Err((
+            At::Field("name"),
+            format!(
+                "name `{}` must be lower-case letters, digits and `-`",
+                case.name
+            ),
+        ));
     }
     if case.about.trim().is_empty() {
-        return Err((At::Field("about"), "`about` must say what the case checks".into()));
+        return Err((
+            At::Field("about"),
+            "`about` must say what the case checks".into(),
+        ));
     }
     if case.refs.is_empty() {
-        return Err((At::Field("refs"), "`refs` must name at least one source for the rule".into()));
+        return Err((
+            At::Field("refs"),
+            "`refs` must name at least one source for the rule".into(),
+        ));
     }
     if case.pages == 0 || case.pages > 512 {
-        return Err((At::Field("pages"), format!("pages must be 1 to 512, not {}", case.pages)));
+        return Err((
+            At::Field("pages"),
+            format!("pages must be 1 to 512, not {}", case.pages),
+        ));
     }
     if case.memory.is_empty() {
         return Err((At::Field("memory"), "`memory` lists no memory type".into()));
@@ -164,7 +217,10 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
     let mut seen = Vec::new();
     for m in &case.memory {
         if seen.contains(m) {
-            return Err((At::Field("memory"), format!("memory type `{m}` is listed twice")));
+            return Err((
+                At::Field("memory"),
+                format!("memory type `{m}` is listed twice"),
+            ));
         }
         seen.push(*m);
     }
@@ -176,7 +232,13 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
         validate_step(case, &step.op).map_err(|m| (At::Step(i), format!("step {}: {m}", i + 1)))?;
         if let Some(only) = &step.only {
             if let Some(m) = only.iter().find(|m| !case.memory.contains(m)) {
-                return Err((At::Step(i), format!("step {}: `only` names `{m}`, which the case does not run on", i + 1)));
+                return Err((
+                    At::Step(i),
+                    format!(
+                        "step {}: `only` names `{m}`, which the case does not run on",
+                        i + 1
+                    ),
+                ));
             }
         }
     }
@@ -184,7 +246,11 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
         if ef.step == 0 || ef.step > case.steps.len() {
             return Err((
                 At::Field("expect_failure"),
-                format!("expect_failure.step {} is not a step (1..={})", ef.step, case.steps.len()),
+                format!(
+                    "expect_failure.step {} is not a step (1..={})",
+                    ef.step,
+                    case.steps.len()
+                ),
             ));
         }
     }
@@ -210,7 +276,10 @@ fn validate_step(case: &Case, op: &Op) -> Result<(), String> {
     };
     pages.resolve(case.pages)?;
     if let Op::Pagemap(p) = op {
-        if [p.wp, p.present, p.swapped, p.file, p.exclusive].iter().all(Option::is_none) {
+        if [p.wp, p.present, p.swapped, p.file, p.exclusive]
+            .iter()
+            .all(Option::is_none)
+        {
             return Err("`pagemap` checks no bit: name at least one of wp, present, swapped, file, exclusive".into());
         }
     }
@@ -274,10 +343,18 @@ fn locate(text: &str, doc: usize, at: &At) -> (u64, u64) {
         steps: Option<Vec<Spanned<IgnoredAny>>>,
         expect_failure: Option<Spanned<IgnoredAny>>,
     }
-    let Ok(docs) = serde_saphyr::from_multiple::<Locator>(text) else { return (1, 1) };
-    let Some(d) = docs.get(doc) else { return (1, 1) };
+    let Ok(docs) = serde_saphyr::from_multiple::<Locator>(text) else {
+        return (1, 1);
+    };
+    let Some(d) = docs.get(doc) else {
+        return (1, 1);
+    };
     let loc = match at {
-        At::Step(i) => d.steps.as_ref().and_then(|s| s.get(*i)).map(|s| s.referenced),
+        At::Step(i) => d
+            .steps
+            .as_ref()
+            .and_then(|s| s.get(*i))
+            .map(|s| s.referenced),
         At::Field(f) => match *f {
             "name" => d.name.as_ref(),
             "about" => d.about.as_ref(),

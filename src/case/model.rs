@@ -200,7 +200,9 @@ impl ErrnoName {
 }
 
 pub fn errno_by_name(name: &str) -> Option<nix::errno::Errno> {
-    (1..134).map(nix::errno::Errno::from_raw).find(|e| format!("{e:?}") == name)
+    (1..134)
+        .map(nix::errno::Errno::from_raw)
+        .find(|e| format!("{e:?}") == name)
 }
 
 impl TryFrom<String> for ErrnoName {
@@ -208,7 +210,9 @@ impl TryFrom<String> for ErrnoName {
     fn try_from(s: String) -> Result<Self, String> {
         match errno_by_name(&s) {
             Some(_) => Ok(ErrnoName(s)),
-            None => Err(format!("`{s}` is not an errno name (e.g. EINVAL, ENOENT, EPERM)")),
+            None => Err(format!(
+                "`{s}` is not an errno name (e.g. EINVAL, ENOENT, EPERM)"
+            )),
         }
     }
 }

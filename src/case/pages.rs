@@ -54,7 +54,9 @@ impl Pages {
             return Ok(Pages::All);
         }
         let num = |t: &str| -> Result<usize, String> {
-            t.trim().parse().map_err(|_| format!("`{t}` is not a page number"))
+            t.trim()
+                .parse()
+                .map_err(|_| format!("`{t}` is not a page number"))
         };
         if let Some((a, b)) = s.split_once("..=") {
             return Ok(Pages::Range(num(a)?, num(b)? + 1));
@@ -62,7 +64,9 @@ impl Pages {
         if let Some((a, b)) = s.split_once("..") {
             let (a, b) = (num(a)?, num(b)?);
             if b <= a {
-                return Err(format!("range `{s}` is empty (end must be greater than start)"));
+                return Err(format!(
+                    "range `{s}` is empty (end must be greater than start)"
+                ));
             }
             return Ok(Pages::Range(a, b));
         }
@@ -174,6 +178,9 @@ mod tests {
 
     #[test]
     fn runs_group_consecutive_pages() {
-        assert_eq!(Pages::runs(&[0, 1, 2, 5, 7, 8]), vec![(0, 3), (5, 1), (7, 2)]);
+        assert_eq!(
+            Pages::runs(&[0, 1, 2, 5, 7, 8]),
+            vec![(0, 3), (5, 1), (7, 2)]
+        );
     }
 }

@@ -106,7 +106,11 @@ impl<'de> Deserialize<'de> for Step {
         impl<'de> Visitor<'de> for StepVisitor {
             type Value = Step;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                write!(f, "a step: a map with one operation ({}) and optionally `only`", OP_KEYS.join(", "))
+                write!(
+                    f,
+                    "a step: a map with one operation ({}) and optionally `only`",
+                    OP_KEYS.join(", ")
+                )
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Step, A::Error> {
                 let mut op: Option<Op> = None;
@@ -131,7 +135,10 @@ impl<'de> Deserialize<'de> for Step {
                     }
                 }
                 let op = op.ok_or_else(|| {
-                    de::Error::custom(format!("a step needs an operation: one of {}", OP_KEYS.join(", ")))
+                    de::Error::custom(format!(
+                        "a step needs an operation: one of {}",
+                        OP_KEYS.join(", ")
+                    ))
                 })?;
                 Ok(Step { op, only })
             }

@@ -4,7 +4,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A userfaultfd feature (`UFFD_FEATURE_*`), named in lower case in cases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Feature {
     PagefaultFlagWp,
@@ -55,7 +57,10 @@ impl Feature {
     /// The kernel's name, e.g. `UFFD_FEATURE_WP_ASYNC`.
     pub fn kernel_name(self) -> String {
         let yaml = serde_json::to_value(self).expect("feature serializes");
-        format!("UFFD_FEATURE_{}", yaml.as_str().unwrap_or_default().to_uppercase())
+        format!(
+            "UFFD_FEATURE_{}",
+            yaml.as_str().unwrap_or_default().to_uppercase()
+        )
     }
 
     /// The lower-case name used in cases.
@@ -67,7 +72,10 @@ impl Feature {
     }
 
     pub fn from_bits(bits: u64) -> Vec<Feature> {
-        Feature::ALL.into_iter().filter(|f| bits & f.bit() != 0).collect()
+        Feature::ALL
+            .into_iter()
+            .filter(|f| bits & f.bit() != 0)
+            .collect()
     }
 }
 

@@ -88,7 +88,11 @@ fn errno_of(e: std::io::Error) -> Errno {
 impl Area {
     /// Maps a new area. `huge_page_size` is the default hugetlb page size (for hugetlb types).
     pub fn map(memory: MemoryType, pages: usize, huge_page_size: usize) -> Result<Area, Errno> {
-        let page_size = if memory.is_hugetlb() { huge_page_size } else { super::pagemap::base_page_size() };
+        let page_size = if memory.is_hugetlb() {
+            huge_page_size
+        } else {
+            super::pagemap::base_page_size()
+        };
         let len = pages * page_size;
         let length = std::num::NonZeroUsize::new(len).ok_or(Errno::EINVAL)?;
         let prot = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
@@ -99,19 +103,32 @@ impl Area {
         } else {
             let mut opts = memfd::MemfdOptions::default().close_on_exec(true);
             if memory.is_hugetlb() {
-                opts = opts.hugetlb(Some(memfd::HugetlbSize::Huge2MB).filter(|_| huge_page_size == 2 << 20));
+                opts = opts.hugetlb(
+                    Some(memfd::HugetlbSize::Huge2MB).filter(|_| huge_page_size == 2 << 20),
+                );
             }
             let fd = opts.create("uffd-conform").map_err(|e| match e {
                 memfd::Error::Create(io) => errno_of(io),
                 memfd::Error::AddSeals(io) | memfd::Error::GetSeals(io) => errno_of(io),
             })?;
             fd.as_file().set_len(len as u64).map_err(errno_of)?;
-            let flags = if memory.is_shared() { MapFlags::MAP_SHARED } else { MapFlags::MAP_PRIVATE };
+            let flags = if memory.is_shared() {
+                MapFlags::MAP_SHARED
+            } else {
+                MapFlags::MAP_PRIVATE
+            };
             // SAFETY: a fresh mapping of a file only this trial uses.
             let base = unsafe { mmap(None, length, prot, flags, fd.as_file().as_fd(), 0) }?;
             (base, Some(fd))
         };
-        let area = Area { memory, page_size, pages, base, memfd, alias: None };
+        let area = Area {
+            memory,
+            page_size,
+            pages,
+            base,
+            memfd,
+            alias: None,
+        };
         if !memory.is_hugetlb() {
             // Keep base pages base pages unless a case asks for THP: a kernel configured
             // THP=always must not turn page-level expectations into huge-page ones.
@@ -139,7 +156,8 @@ impl Area {
 
     /// The page index holding `addr`, if it is inside the area.
     pub fn page_of(&self, addr: usize) -> Option<usize> {
-        (addr >= self.base() && addr < self.base() + self.len()).then(|| (addr - self.base()) / self.page_size)
+        (addr >= self.base() && addr < self.base() + self.len())
+            .then(|| (addr - self.base()) / self.page_size)
     }
 
     /// The memfd behind the area, if any.

@@ -64,7 +64,11 @@ impl Entry {
             (PM_MMAP_EXCLUSIVE, "exclusive"),
             (PM_SOFT_DIRTY, "soft-dirty"),
         ];
-        let set: Vec<&str> = names.iter().filter(|(b, _)| self.0 & b != 0).map(|(_, n)| *n).collect();
+        let set: Vec<&str> = names
+            .iter()
+            .filter(|(b, _)| self.0 & b != 0)
+            .map(|(_, n)| *n)
+            .collect();
         if set.is_empty() {
             format!("none (0x{:016x})", self.0)
         } else {
@@ -80,7 +84,9 @@ pub struct Pagemap {
 
 impl Pagemap {
     pub fn open_self() -> std::io::Result<Pagemap> {
-        Ok(Pagemap { file: File::open("/proc/self/pagemap")? })
+        Ok(Pagemap {
+            file: File::open("/proc/self/pagemap")?,
+        })
     }
 
     /// The entry of the base page holding `addr`.
@@ -92,7 +98,11 @@ impl Pagemap {
     }
 
     /// PAGEMAP_SCAN over `[start, end)`; returns the regions found and `walk_end`.
-    pub fn scan(&self, mut arg: PmScanArg, capacity: usize) -> Result<(Vec<PageRegion>, u64), Errno> {
+    pub fn scan(
+        &self,
+        mut arg: PmScanArg,
+        capacity: usize,
+    ) -> Result<(Vec<PageRegion>, u64), Errno> {
         let mut vec = vec![PageRegion::default(); capacity];
         arg.size = std::mem::size_of::<PmScanArg>() as u64;
         arg.vec = vec.as_mut_ptr() as u64;

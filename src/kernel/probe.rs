@@ -44,7 +44,10 @@ impl Probe {
         let uname = nix::sys::utsname::uname().ok();
         let (kernel_release, kernel_version) = uname
             .map(|u| {
-                (u.release().to_string_lossy().into_owned(), u.version().to_string_lossy().into_owned())
+                (
+                    u.release().to_string_lossy().into_owned(),
+                    u.version().to_string_lossy().into_owned(),
+                )
             })
             .unwrap_or_default();
         let meminfo = Meminfo::read();
@@ -54,20 +57,29 @@ impl Probe {
             Err(e) => Err(format!("/dev/userfaultfd: {}", e.desc())),
         };
         let huge_page_size = (meminfo.field("Hugepagesize:") * 1024) as usize;
-        let pagemap_wp_bit = uffd.as_ref().ok().and_then(|caps| probe_pagemap_wp_bit(caps).ok());
+        let pagemap_wp_bit = uffd
+            .as_ref()
+            .ok()
+            .and_then(|caps| probe_pagemap_wp_bit(caps).ok());
         Probe {
             kernel_release,
             kernel_version,
             uffd,
             dev_userfaultfd,
-            huge_page_size: if huge_page_size == 0 { 2 << 20 } else { huge_page_size },
+            huge_page_size: if huge_page_size == 0 {
+                2 << 20
+            } else {
+                huge_page_size
+            },
             huge_pages_total: meminfo.field("HugePages_Total:"),
             huge_pages_free: meminfo.field("HugePages_Free:"),
             swap_total_kib: meminfo.field("SwapTotal:"),
             is_root: nix::unistd::geteuid().is_root(),
-            unprivileged_userfaultfd: std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd")
-                .ok()
-                .and_then(|s| s.trim().parse().ok()),
+            unprivileged_userfaultfd: std::fs::read_to_string(
+                "/proc/sys/vm/unprivileged_userfaultfd",
+            )
+            .ok()
+            .and_then(|s| s.trim().parse().ok()),
             pagemap_wp_bit,
         }
     }
@@ -93,7 +105,13 @@ impl Meminfo {
     pub fn field(&self, name: &str) -> u64 {
         self.0
             .lines()
-            .find_map(|l| l.strip_prefix(name)?.split_whitespace().next()?.parse().ok())
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
             .unwrap_or(0)
     }
 }
@@ -111,8 +129,14 @@ fn probe_uffd() -> Result<UffdCaps, String> {
             }
         },
     };
-    let api = uffd.api(0).map_err(|e| format!("UFFDIO_API failed: {}", e.desc()))?;
-    Ok(UffdCaps { features: api.features, ioctls: api.ioctls, user_mode_only })
+    let api = uffd
+        .api(0)
+        .map_err(|e| format!("UFFDIO_API failed: {}", e.desc()))?;
+    Ok(UffdCaps {
+        features: api.features,
+        ioctls: api.ioctls,
+        user_mode_only,
+    })
 }
 
 /// Protects one populated anon page and reads its pagemap entry.
@@ -124,9 +148,15 @@ fn probe_pagemap_wp_bit(caps: &UffdCaps) -> Result<bool, String> {
     // SAFETY: the area is mapped read-write and one page long.
     unsafe { std::ptr::write_volatile(area.base() as *mut u8, 1) };
     let uffd = Uffd::open(OpenVia::Syscall, caps.user_mode_only).map_err(|e| e.to_string())?;
-    uffd.api(Feature::PagefaultFlagWp.bit()).map_err(|e| e.to_string())?;
-    uffd.register(area.base(), area.len(), UFFDIO_REGISTER_MODE_WP).map_err(|e| e.to_string())?;
-    uffd.writeprotect(area.base(), area.len(), UFFDIO_WRITEPROTECT_MODE_WP).map_err(|e| e.to_string())?;
-    let entry = Pagemap::open_self().map_err(|e| e.to_string())?.entry(area.base()).map_err(|e| e.to_string())?;
+    uffd.api(Feature::PagefaultFlagWp.bit())
+        .map_err(|e| e.to_string())?;
+    uffd.register(area.base(), area.len(), UFFDIO_REGISTER_MODE_WP)
+        .map_err(|e| e.to_string())?;
+    uffd.writeprotect(area.base(), area.len(), UFFDIO_WRITEPROTECT_MODE_WP)
+        .map_err(|e| e.to_string())?;
+    let entry = Pagemap::open_self()
+        .map_err(|e| e.to_string())?
+        .entry(area.base())
+        .map_err(|e| e.to_string())?;
     Ok(entry.uffd_wp())
 }

@@ -20,7 +20,10 @@ pub struct Uffd {
 }
 
 fn range(start: usize, len: usize) -> UffdioRange {
-    UffdioRange { start: start as u64, len: len as u64 }
+    UffdioRange {
+        start: start as u64,
+        len: len as u64,
+    }
 }
 
 impl Uffd {
@@ -44,13 +47,19 @@ impl Uffd {
                     .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
                 // SAFETY: USERFAULTFD_IOC_NEW takes the flags as its argument, by value.
                 let ret = unsafe {
-                    libc::ioctl(dev.as_raw_fd(), nix::request_code_none!(UFFD_API, 0x00), flags)
+                    libc::ioctl(
+                        dev.as_raw_fd(),
+                        nix::request_code_none!(UFFD_API, 0x00),
+                        flags,
+                    )
                 };
                 Errno::result(ret)?
             }
         };
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        Ok(Uffd { fd: unsafe { OwnedFd::from_raw_fd(raw) } })
+        Ok(Uffd {
+            fd: unsafe { OwnedFd::from_raw_fd(raw) },
+        })
     }
 
     /// Takes ownership of a descriptor the kernel handed us (UFFD_EVENT_FORK).
@@ -58,7 +67,9 @@ impl Uffd {
     /// # Safety
     /// `raw` must be an open userfaultfd owned by nobody else.
     pub unsafe fn from_raw(raw: RawFd) -> Uffd {
-        Uffd { fd: OwnedFd::from_raw_fd(raw) }
+        Uffd {
+            fd: OwnedFd::from_raw_fd(raw),
+        }
     }
 
     pub fn raw(&self) -> RawFd {
@@ -67,7 +78,11 @@ impl Uffd {
 
     /// UFFDIO_API handshake; returns what the kernel filled in (features and ioctls).
     pub fn api(&self, features: u64) -> Result<UffdioApi, Errno> {
-        let mut api = UffdioApi { api: UFFD_API, features, ioctls: 0 };
+        let mut api = UffdioApi {
+            api: UFFD_API,
+            features,
+            ioctls: 0,
+        };
         // SAFETY: `api` is a valid, writable uffdio_api.
         unsafe { uapi::uffdio_api(self.raw(), &mut api) }?;
         Ok(api)
@@ -75,7 +90,11 @@ impl Uffd {
 
     /// UFFDIO_REGISTER; returns the ioctls allowed on the range.
     pub fn register(&self, start: usize, len: usize, mode: u64) -> Result<u64, Errno> {
-        let mut reg = UffdioRegister { range: range(start, len), mode, ioctls: 0 };
+        let mut reg = UffdioRegister {
+            range: range(start, len),
+            mode,
+            ioctls: 0,
+        };
         // SAFETY: `reg` is a valid, writable uffdio_register.
         unsafe { uapi::uffdio_register(self.raw(), &mut reg) }?;
         Ok(reg.ioctls)
@@ -94,42 +113,69 @@ impl Uffd {
     }
 
     pub fn writeprotect(&self, start: usize, len: usize, mode: u64) -> Result<(), Errno> {
-        let mut wp = UffdioWriteprotect { range: range(start, len), mode };
+        let mut wp = UffdioWriteprotect {
+            range: range(start, len),
+            mode,
+        };
         // SAFETY: `wp` is a valid uffdio_writeprotect.
         unsafe { uapi::uffdio_writeprotect(self.raw(), &mut wp) }.map(drop)
     }
 
     /// UFFDIO_COPY; returns the byte count the kernel reports in `copy`.
     pub fn copy(&self, dst: usize, src: usize, len: usize, mode: u64) -> Result<i64, Errno> {
-        let mut c = UffdioCopy { dst: dst as u64, src: src as u64, len: len as u64, mode, copy: 0 };
+        let mut c = UffdioCopy {
+            dst: dst as u64,
+            src: src as u64,
+            len: len as u64,
+            mode,
+            copy: 0,
+        };
         // SAFETY: `c` is valid; the kernel reads `len` bytes at `src`, which the caller provides.
         unsafe { uapi::uffdio_copy(self.raw(), &mut c) }?;
         Ok(c.copy)
     }
 
     pub fn zeropage(&self, start: usize, len: usize, mode: u64) -> Result<i64, Errno> {
-        let mut z = UffdioZeropage { range: range(start, len), mode, zeropage: 0 };
+        let mut z = UffdioZeropage {
+            range: range(start, len),
+            mode,
+            zeropage: 0,
+        };
         // SAFETY: `z` is a valid uffdio_zeropage.
         unsafe { uapi::uffdio_zeropage(self.raw(), &mut z) }?;
         Ok(z.zeropage)
     }
 
     pub fn continue_(&self, start: usize, len: usize, mode: u64) -> Result<i64, Errno> {
-        let mut c = UffdioContinue { range: range(start, len), mode, mapped: 0 };
+        let mut c = UffdioContinue {
+            range: range(start, len),
+            mode,
+            mapped: 0,
+        };
         // SAFETY: `c` is a valid uffdio_continue.
         unsafe { uapi::uffdio_continue(self.raw(), &mut c) }?;
         Ok(c.mapped)
     }
 
     pub fn poison(&self, start: usize, len: usize, mode: u64) -> Result<i64, Errno> {
-        let mut p = UffdioPoison { range: range(start, len), mode, updated: 0 };
+        let mut p = UffdioPoison {
+            range: range(start, len),
+            mode,
+            updated: 0,
+        };
         // SAFETY: `p` is a valid uffdio_poison.
         unsafe { uapi::uffdio_poison(self.raw(), &mut p) }?;
         Ok(p.updated)
     }
 
     pub fn move_(&self, dst: usize, src: usize, len: usize, mode: u64) -> Result<i64, Errno> {
-        let mut m = UffdioMove { dst: dst as u64, src: src as u64, len: len as u64, mode, moved: 0 };
+        let mut m = UffdioMove {
+            dst: dst as u64,
+            src: src as u64,
+            len: len as u64,
+            mode,
+            moved: 0,
+        };
         // SAFETY: `m` is a valid uffdio_move.
         unsafe { uapi::uffdio_move(self.raw(), &mut m) }?;
         Ok(m.moved)

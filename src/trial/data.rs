@@ -16,7 +16,11 @@ pub fn explain(w: u64) -> String {
         return "zero".into();
     }
     let gen = w >> 56;
-    format!("0x{w:016x} (generation {gen} of page {} word {})", (w >> 32) & 0xff_ffff, w & 0xffff_ffff)
+    format!(
+        "0x{w:016x} (generation {gen} of page {} word {})",
+        (w >> 32) & 0xff_ffff,
+        w & 0xffff_ffff
+    )
 }
 
 /// Writes generation `gen` over the page at `addr`. The first word is written first, so a
@@ -46,7 +50,12 @@ pub unsafe fn touch_read(addr: usize) -> u64 {
 ///
 /// # Safety
 /// `addr..addr+page_size` must be mapped readable.
-pub unsafe fn verify_page(addr: usize, page_size: usize, page: usize, gen: u8) -> Option<(usize, u64, u64)> {
+pub unsafe fn verify_page(
+    addr: usize,
+    page_size: usize,
+    page: usize,
+    gen: u8,
+) -> Option<(usize, u64, u64)> {
     let slice = std::slice::from_raw_parts(addr as *const u64, page_size / 8);
     slice
         .iter()
@@ -65,7 +74,10 @@ mod tests {
         assert_ne!(word(1, 0, 0), word(2, 0, 0));
         assert_ne!(word(1, 0, 0), word(1, 1, 0));
         assert_ne!(word(1, 0, 0), word(1, 0, 1));
-        assert_eq!(explain(word(2, 1, 7)), "0x0200000100000007 (generation 2 of page 1 word 7)");
+        assert_eq!(
+            explain(word(2, 1, 7)),
+            "0x0200000100000007 (generation 2 of page 1 word 7)"
+        );
     }
 
     #[test]

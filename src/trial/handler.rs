@@ -49,7 +49,11 @@ impl Handler {
         let thread = std::thread::Builder::new()
             .name("uffd-handler".into())
             .spawn(move || serve(vec![uffd], geometry, thread_log, stop_rx))?;
-        Ok(Handler { log, stop_tx: Some(stop_tx), thread: Some(thread) })
+        Ok(Handler {
+            log,
+            stop_tx: Some(stop_tx),
+            thread: Some(thread),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Log> {
@@ -65,7 +69,10 @@ impl Handler {
     /// Messages and resolution errors recorded since `mark`.
     pub fn since(&self, mark: (usize, usize)) -> (Vec<Message>, Vec<String>) {
         let log = self.lock();
-        (log.messages[mark.0..].to_vec(), log.errors[mark.1..].to_vec())
+        (
+            log.messages[mark.0..].to_vec(),
+            log.errors[mark.1..].to_vec(),
+        )
     }
 
     pub fn all_messages(&self) -> Vec<Message> {
@@ -90,7 +97,10 @@ fn serve(mut uffds: Vec<Arc<Uffd>>, geo: Geometry, log: Arc<Mutex<Log>>, stop_rx
     // A zero page to resolve missing faults with UFFDIO_COPY (works on every memory type).
     let zero = vec![0u8; geo.page_size];
     loop {
-        let mut fds: Vec<PollFd> = uffds.iter().map(|u| PollFd::new(u.as_fd(), PollFlags::POLLIN)).collect();
+        let mut fds: Vec<PollFd> = uffds
+            .iter()
+            .map(|u| PollFd::new(u.as_fd(), PollFlags::POLLIN))
+            .collect();
         fds.push(PollFd::new(stop_rx.as_fd(), PollFlags::POLLIN));
         if poll(&mut fds, PollTimeout::NONE).is_err() {
             continue;
@@ -109,7 +119,9 @@ fn serve(mut uffds: Vec<Arc<Uffd>>, geo: Geometry, log: Arc<Mutex<Log>>, stop_rx
                 Ok(Some(m)) => m,
                 Ok(None) => continue,
                 Err(e) => {
-                    guard.errors.push(format!("read from uffd {index}: {}", e.desc()));
+                    guard
+                        .errors
+                        .push(format!("read from uffd {index}: {}", e.desc()));
                     continue;
                 }
             };
@@ -118,7 +130,9 @@ fn serve(mut uffds: Vec<Arc<Uffd>>, geo: Geometry, log: Arc<Mutex<Log>>, stop_rx
                 uffd: index,
                 event: msg.event,
                 arg,
-                page: (msg.event == UFFD_EVENT_PAGEFAULT).then(|| geo.page_of(arg[1])).flatten(),
+                page: (msg.event == UFFD_EVENT_PAGEFAULT)
+                    .then(|| geo.page_of(arg[1]))
+                    .flatten(),
             };
             guard.messages.push(record);
             drop(guard);
@@ -145,18 +159,26 @@ fn resolve(uffd: &Uffd, geo: &Geometry, flags: u64, addr: u64, zero: &[u8]) -> R
     let len = geo.page_size;
     let what = Message::flag_names(flags);
     if flags & UFFD_PAGEFAULT_FLAG_WP != 0 {
-        uffd.writeprotect(page, len, 0).map_err(|e| format!("unprotect on {what} fault at 0x{addr:x}: {}", e.desc()))
+        uffd.writeprotect(page, len, 0)
+            .map_err(|e| format!("unprotect on {what} fault at 0x{addr:x}: {}", e.desc()))
     } else if flags & UFFD_PAGEFAULT_FLAG_MINOR != 0 {
-        uffd.continue_(page, len, 0)
-            .map(drop)
-            .map_err(|e| format!("UFFDIO_CONTINUE on {what} fault at 0x{addr:x}: {}", e.desc()))
+        uffd.continue_(page, len, 0).map(drop).map_err(|e| {
+            format!(
+                "UFFDIO_CONTINUE on {what} fault at 0x{addr:x}: {}",
+                e.desc()
+            )
+        })
     } else {
         match uffd.copy(page, zero.as_ptr() as usize, len, 0) {
             Ok(_) => Ok(()),
             // Another thread resolved it first: wake the faulting thread to retry.
-            Err(nix::errno::Errno::EEXIST) => uffd.wake(page, len).map_err(|e| e.desc().to_string()),
-            Err(e) => Err(format!("UFFDIO_COPY on {what} fault at 0x{addr:x}: {}", e.desc())),
+            Err(nix::errno::Errno::EEXIST) => {
+                uffd.wake(page, len).map_err(|e| e.desc().to_string())
+            }
+            Err(e) => Err(format!(
+                "UFFDIO_COPY on {what} fault at 0x{addr:x}: {}",
+                e.desc()
+            )),
         }
     }
 }
-

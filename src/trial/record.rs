@@ -135,7 +135,11 @@ impl Message {
 
     /// e.g. `pagefault write|wp @ page 2 (0x7f0000002000)`.
     pub fn describe(&self) -> String {
-        let uffd = if self.uffd == 0 { String::new() } else { format!(" [fork uffd {}]", self.uffd) };
+        let uffd = if self.uffd == 0 {
+            String::new()
+        } else {
+            format!(" [fork uffd {}]", self.uffd)
+        };
         match self.event {
             UFFD_EVENT_PAGEFAULT => {
                 let at = match self.page {

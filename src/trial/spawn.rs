@@ -33,7 +33,13 @@ pub fn run_trial(name: &str, spec: &TrialSpec, timeout: Duration) -> TrialResult
 fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialReport>, String) {
     let exe = match std::env::current_exe() {
         Ok(e) => e,
-        Err(e) => return (Verdict::fail(FailKind::Error, format!("cannot find own executable: {e}")), None, String::new()),
+        Err(e) => {
+            return (
+                Verdict::fail(FailKind::Error, format!("cannot find own executable: {e}")),
+                None,
+                String::new(),
+            )
+        }
     };
     let mut child = match Command::new(exe)
         .env(CHILD_ENV, "1")
@@ -44,7 +50,16 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
         .spawn()
     {
         Ok(c) => c,
-        Err(e) => return (Verdict::fail(FailKind::Error, format!("cannot start the trial process: {e}")), None, String::new()),
+        Err(e) => {
+            return (
+                Verdict::fail(
+                    FailKind::Error,
+                    format!("cannot start the trial process: {e}"),
+                ),
+                None,
+                String::new(),
+            )
+        }
     };
     let pid = child.id() as i32;
     let input = serde_json::to_vec(spec).expect("a trial spec serializes");
@@ -69,8 +84,12 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
         let mut buf = Vec::new();
         let _ = stderr_pipe.read_to_end(&mut buf);
         let text = String::from_utf8_lossy(&buf).into_owned();
-        let cut = text.len().saturating_sub(STDERR_KEEP);
-        text[text.ceil_char_boundary(cut)..].to_string()
+        // Cut on a character boundary (str::ceil_char_boundary is newer than our MSRV).
+        let mut cut = text.len().saturating_sub(STDERR_KEEP);
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        text[cut..].to_string()
     });
 
     let deadline = Instant::now() + timeout;
@@ -95,10 +114,20 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
     let status = child.wait();
     let _ = reader.join();
     let stderr = stderr_reader.join().unwrap_or_default();
-    let at = |n: usize| if n == 0 { "during setup".to_string() } else { format!("at step {n}") };
+    let at = |n: usize| {
+        if n == 0 {
+            "during setup".to_string()
+        } else {
+            format!("at step {n}")
+        }
+    };
 
     if timed_out && report.is_none() {
-        let msg = format!("TIMEOUT: no result after {:.1} s, {} (the trial was killed)", timeout.as_secs_f64(), at(last_step));
+        let msg = format!(
+            "TIMEOUT: no result after {:.1} s, {} (the trial was killed)",
+            timeout.as_secs_f64(),
+            at(last_step)
+        );
         return (Verdict::fail(FailKind::Timeout, msg), None, stderr);
     }
     if let Some(r) = report {
@@ -106,18 +135,48 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
     }
     let status = match status {
         Ok(s) => s,
-        Err(e) => return (Verdict::fail(FailKind::Error, format!("cannot wait for the trial: {e}")), None, stderr),
+        Err(e) => {
+            return (
+                Verdict::fail(FailKind::Error, format!("cannot wait for the trial: {e}")),
+                None,
+                stderr,
+            )
+        }
     };
-    let tail = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+    let tail = stderr
+        .lines()
+        .rev()
+        .take(5)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
     let msg = match (status.signal(), status.code()) {
         (Some(sig), _) => {
-            let name = nix::sys::signal::Signal::try_from(sig).map(|s| s.as_str().to_string()).unwrap_or(sig.to_string());
-            format!("SIGNAL: the trial process was killed by {name} {}", at(last_step))
+            let name = nix::sys::signal::Signal::try_from(sig)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or(sig.to_string());
+            format!(
+                "SIGNAL: the trial process was killed by {name} {}",
+                at(last_step)
+            )
         }
-        (None, Some(code)) => format!("the trial process exited with code {code} {} without a result", at(last_step)),
+        (None, Some(code)) => format!(
+            "the trial process exited with code {code} {} without a result",
+            at(last_step)
+        ),
         _ => format!("the trial process ended {} without a result", at(last_step)),
     };
-    let kind = if status.signal().is_some() { FailKind::Signal } else { FailKind::Error };
-    let msg = if tail.is_empty() { msg } else { format!("{msg}\n{tail}") };
+    let kind = if status.signal().is_some() {
+        FailKind::Signal
+    } else {
+        FailKind::Error
+    };
+    let msg = if tail.is_empty() {
+        msg
+    } else {
+        format!("{msg}\n{tail}")
+    };
     (Verdict::fail(kind, msg), None, stderr)
 }

@@ -33,13 +33,18 @@ pub enum Verdict {
 
 impl Verdict {
     pub fn fail(kind: FailKind, message: impl Into<String>) -> Verdict {
-        Verdict::Fail { kind, message: message.into() }
+        Verdict::Fail {
+            kind,
+            message: message.into(),
+        }
     }
 
     pub fn from_report(report: &TrialReport) -> Verdict {
         match &report.outcome {
             Outcome::Pass => Verdict::Pass,
-            Outcome::Skip(reason) => Verdict::Skip { reason: reason.clone() },
+            Outcome::Skip(reason) => Verdict::Skip {
+                reason: reason.clone(),
+            },
             Outcome::Fail(f) => Verdict::fail(FailKind::Mismatch, describe_failure(f)),
         }
     }
@@ -53,8 +58,11 @@ impl Verdict {
     pub fn judge_meta(self, expect: &ExpectFailure) -> Verdict {
         let wanted_step = format!("step {} ", expect.step);
         match self {
-            Verdict::Fail { kind: FailKind::Mismatch, message }
-                if message.starts_with(&wanted_step) && expect.contains.iter().all(|s| message.contains(s.as_str())) =>
+            Verdict::Fail {
+                kind: FailKind::Mismatch,
+                message,
+            } if message.starts_with(&wanted_step)
+                && expect.contains.iter().all(|s| message.contains(s.as_str())) =>
             {
                 Verdict::Pass
             }
@@ -79,10 +87,17 @@ impl Verdict {
 
 /// e.g. "step 3 `write pages 0`: messages: expected [...], observed [...]".
 pub fn describe_failure(f: &Failure) -> String {
-    let mut out = if f.step == 0 { "setup".to_string() } else { format!("step {} `{}`", f.step, f.op) };
+    let mut out = if f.step == 0 {
+        "setup".to_string()
+    } else {
+        format!("step {} `{}`", f.step, f.op)
+    };
     out.push(':');
     for m in &f.mismatches {
-        out.push_str(&format!("\n    {}: expected {}, observed {}", m.check, m.expected, m.observed));
+        out.push_str(&format!(
+            "\n    {}: expected {}, observed {}",
+            m.check, m.expected, m.observed
+        ));
     }
     out
 }
@@ -110,7 +125,11 @@ mod tests {
             outcome: Outcome::Fail(Failure {
                 step,
                 op: "write pages 0".into(),
-                mismatches: vec![Mismatch { check: "messages".into(), expected: "[a]".into(), observed: "[b]".into() }],
+                mismatches: vec![Mismatch {
+                    check: "messages".into(),
+                    expected: "[a]".into(),
+                    observed: "[b]".into(),
+                }],
             }),
             ..Default::default()
         })
@@ -118,17 +137,28 @@ mod tests {
 
     #[test]
     fn failure_names_step_expected_and_observed() {
-        let Verdict::Fail { message, .. } = failing(3) else { panic!() };
-        assert_eq!(message, "step 3 `write pages 0`:\n    messages: expected [a], observed [b]");
+        let Verdict::Fail { message, .. } = failing(3) else {
+            panic!()
+        };
+        assert_eq!(
+            message,
+            "step 3 `write pages 0`:\n    messages: expected [a], observed [b]"
+        );
     }
 
     #[test]
     fn meta_passes_only_on_the_expected_failure() {
-        let expect = ExpectFailure { step: 3, contains: vec!["expected [a]".into()] };
+        let expect = ExpectFailure {
+            step: 3,
+            contains: vec!["expected [a]".into()],
+        };
         assert_eq!(failing(3).judge_meta(&expect), Verdict::Pass);
         assert!(failing(2).judge_meta(&expect).is_failure());
         assert!(Verdict::Pass.judge_meta(&expect).is_failure());
-        let other = ExpectFailure { step: 3, contains: vec!["observed [c]".into()] };
+        let other = ExpectFailure {
+            step: 3,
+            contains: vec!["observed [c]".into()],
+        };
         assert!(failing(3).judge_meta(&other).is_failure());
     }
 }

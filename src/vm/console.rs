@@ -7,7 +7,10 @@ const MARKERS: &[(&str, &str)] = &[
     ("BUG:", "kernel BUG"),
     ("Oops:", "kernel Oops"),
     ("Oops -", "kernel Oops"),
-    ("general protection fault", "kernel general protection fault"),
+    (
+        "general protection fault",
+        "kernel general protection fault",
+    ),
     ("WARNING: CPU:", "kernel WARNING"),
     ("------------[ cut here ]------------", "kernel WARNING"),
 ];
@@ -28,11 +31,20 @@ pub fn scan(console: &str) -> Vec<KernelProblem> {
     let lines: Vec<&str> = console.lines().map(|l| l.trim_end_matches('\r')).collect();
     let mut out: Vec<KernelProblem> = Vec::new();
     for (i, line) in lines.iter().enumerate() {
-        let Some(&(_, kind)) = MARKERS.iter().find(|(m, _)| line.contains(m)) else { continue };
-        if out.last().is_some_and(|p| p.kind == kind && i + 1 - p.line < 5) {
+        let Some(&(_, kind)) = MARKERS.iter().find(|(m, _)| line.contains(m)) else {
+            continue;
+        };
+        if out
+            .last()
+            .is_some_and(|p| p.kind == kind && i + 1 - p.line < 5)
+        {
             continue;
         }
-        out.push(KernelProblem { kind, line: i + 1, excerpt: excerpt(&lines, i, 3, 25) });
+        out.push(KernelProblem {
+            kind,
+            line: i + 1,
+            excerpt: excerpt(&lines, i, 3, 25),
+        });
     }
     out
 }
@@ -41,7 +53,12 @@ pub fn scan(console: &str) -> Vec<KernelProblem> {
 pub fn excerpt(lines: &[&str], at: usize, before: usize, after: usize) -> String {
     let start = at.saturating_sub(before);
     let end = (at + after + 1).min(lines.len());
-    lines[start..end].iter().enumerate().map(|(k, l)| format!("  {:>5} | {l}", start + k + 1)).collect::<Vec<_>>().join("\n")
+    lines[start..end]
+        .iter()
+        .enumerate()
+        .map(|(k, l)| format!("  {:>5} | {l}", start + k + 1))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The console's last `n` lines, numbered.
@@ -63,9 +80,22 @@ mod tests {
         let log = "boot\nok 1 a\n------------[ cut here ]------------\nWARNING: CPU: 1 PID: 7 at mm/x.c:1 f+0x1\nCall Trace:\nBUG: unable to handle page fault\nOops: 0002 [#1] SMP\nKernel panic - not syncing: Fatal exception\n";
         let p = scan(log);
         let kinds: Vec<&str> = p.iter().map(|p| p.kind).collect();
-        assert_eq!(kinds, vec!["kernel WARNING", "kernel BUG", "kernel Oops", "kernel panic"]);
+        assert_eq!(
+            kinds,
+            vec![
+                "kernel WARNING",
+                "kernel BUG",
+                "kernel Oops",
+                "kernel panic"
+            ]
+        );
         assert_eq!(p[0].line, 3);
-        assert!(p[0].excerpt.contains("|  WARNING: CPU: 1") || p[0].excerpt.contains("| WARNING: CPU: 1"), "{}", p[0].excerpt);
+        assert!(
+            p[0].excerpt.contains("|  WARNING: CPU: 1")
+                || p[0].excerpt.contains("| WARNING: CPU: 1"),
+            "{}",
+            p[0].excerpt
+        );
         assert!(scan("KTAP version 1\nok 1 fine\n").is_empty());
     }
 

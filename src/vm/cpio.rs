@@ -26,7 +26,10 @@ fn pad4(bytes: &mut Vec<u8>) {
 
 impl Cpio {
     pub fn new() -> Cpio {
-        Cpio { bytes: Vec::new(), next_ino: 1 }
+        Cpio {
+            bytes: Vec::new(),
+            next_ino: 1,
+        }
     }
 
     fn entry(&mut self, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
@@ -83,15 +86,31 @@ impl Cpio {
 mod tests {
     use super::*;
 
-    /// A reader just for the tests: (name, mode, rdev, data) per entry.
-    fn read(mut bytes: &[u8]) -> Vec<(String, u32, (u32, u32), Vec<u8>)> {
+    /// Name, mode, (rdev major, minor), data.
+    type Entry = (String, u32, (u32, u32), Vec<u8>);
+
+    /// A reader just for the tests.
+    fn read(mut bytes: &[u8]) -> Vec<Entry> {
         let mut out = Vec::new();
         let mut offset = 0usize;
         loop {
             assert_eq!(&bytes[..6], MAGIC.as_bytes(), "magic at offset {offset}");
-            let field = |i: usize| u32::from_str_radix(std::str::from_utf8(&bytes[6 + 8 * i..14 + 8 * i]).unwrap(), 16).unwrap();
-            let (mode, size, rdev, namesize) = (field(1), field(6) as usize, (field(9), field(10)), field(11) as usize);
-            let name = std::str::from_utf8(&bytes[110..110 + namesize - 1]).unwrap().to_string();
+            let field = |i: usize| {
+                u32::from_str_radix(
+                    std::str::from_utf8(&bytes[6 + 8 * i..14 + 8 * i]).unwrap(),
+                    16,
+                )
+                .unwrap()
+            };
+            let (mode, size, rdev, namesize) = (
+                field(1),
+                field(6) as usize,
+                (field(9), field(10)),
+                field(11) as usize,
+            );
+            let name = std::str::from_utf8(&bytes[110..110 + namesize - 1])
+                .unwrap()
+                .to_string();
             assert_eq!(bytes[110 + namesize - 1], 0, "name is NUL-terminated");
             let data_at = (110 + namesize).div_ceil(4) * 4;
             let data = bytes[data_at..data_at + size].to_vec();
@@ -149,7 +168,12 @@ mod tests {
             vec![
                 ("dev".into(), S_IFDIR | 0o755, (0, 0), vec![]),
                 ("dev/console".into(), S_IFCHR | 0o600, (5, 1), vec![]),
-                ("cases/wp/a.yaml".into(), S_IFREG | 0o644, (0, 0), b"name: a\n".to_vec()),
+                (
+                    "cases/wp/a.yaml".into(),
+                    S_IFREG | 0o644,
+                    (0, 0),
+                    b"name: a\n".to_vec()
+                ),
                 ("empty".into(), S_IFREG | 0o644, (0, 0), vec![]),
             ]
         );

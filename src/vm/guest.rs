@@ -44,7 +44,12 @@ pub struct GuestModule {
 impl GuestConfig {
     /// The `run` arguments for the suite process.
     pub fn run_args(&self) -> Vec<String> {
-        let mut args: Vec<String> = vec!["run".into(), "--format".into(), "ktap".into(), CASES_DIR.into()];
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--format".into(),
+            "ktap".into(),
+            CASES_DIR.into(),
+        ];
         for f in &self.filters {
             args.extend(["-f".into(), f.clone()]);
         }
@@ -82,11 +87,16 @@ pub fn run_as_init() -> ! {
 }
 
 fn setup_and_run() -> Result<i32, String> {
-    for (source, target, fstype) in [("proc", "/proc", "proc"), ("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs")] {
+    for (source, target, fstype) in [
+        ("proc", "/proc", "proc"),
+        ("sysfs", "/sys", "sysfs"),
+        ("devtmpfs", "/dev", "devtmpfs"),
+    ] {
         mount(source, target, fstype)?;
     }
     let text = std::fs::read_to_string(CONFIG_PATH).map_err(|e| format!("{CONFIG_PATH}: {e}"))?;
-    let config: GuestConfig = serde_json::from_str(&text).map_err(|e| format!("{CONFIG_PATH}: {e}"))?;
+    let config: GuestConfig =
+        serde_json::from_str(&text).map_err(|e| format!("{CONFIG_PATH}: {e}"))?;
     for m in &config.modules {
         match load_module(m) {
             Ok(()) => eprintln!("{LOG} loaded module {}", m.name),
@@ -121,10 +131,21 @@ fn mount(source: &str, target: &str, fstype: &str) -> Result<(), String> {
 
 fn load_module(m: &GuestModule) -> Result<(), String> {
     let file = std::fs::File::open(&m.path).map_err(|e| format!("{}: {e}", m.path))?;
-    let flags = if m.compressed { MODULE_INIT_COMPRESSED_FILE } else { 0 };
+    let flags = if m.compressed {
+        MODULE_INIT_COMPRESSED_FILE
+    } else {
+        0
+    };
     let params = CString::default();
     // SAFETY: an open fd, an empty parameter string, and flags.
-    let ret = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), flags) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_finit_module,
+            file.as_raw_fd(),
+            params.as_ptr(),
+            flags,
+        )
+    };
     if ret != 0 {
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() == Some(libc::EEXIST) {
@@ -141,7 +162,14 @@ mod tests {
 
     #[test]
     fn run_args_carry_filters_and_jobs() {
-        let c = GuestConfig { filters: vec!["wp::".into()], jobs: Some(2), modules: vec![] };
-        assert_eq!(c.run_args(), vec!["run", "--format", "ktap", "/cases", "-f", "wp::", "-j", "2"]);
+        let c = GuestConfig {
+            filters: vec!["wp::".into()],
+            jobs: Some(2),
+            modules: vec![],
+        };
+        assert_eq!(
+            c.run_args(),
+            vec!["run", "--format", "ktap", "/cases", "-f", "wp::", "-j", "2"]
+        );
     }
 }

@@ -17,9 +17,22 @@ pub struct CaseFile {
 }
 
 /// Builds the archive. `config` gets the modules' paths filled in.
-pub fn build(suite: &[u8], cases: &[CaseFile], modules: &[PackedModule], mut config: GuestConfig) -> Vec<u8> {
+pub fn build(
+    suite: &[u8],
+    cases: &[CaseFile],
+    modules: &[PackedModule],
+    mut config: GuestConfig,
+) -> Vec<u8> {
     let mut c = Cpio::new();
-    for dir in ["dev", "proc", "sys", "tmp", "uffd-conform", "uffd-conform/modules", &CASES_DIR[1..]] {
+    for dir in [
+        "dev",
+        "proc",
+        "sys",
+        "tmp",
+        "uffd-conform",
+        "uffd-conform/modules",
+        &CASES_DIR[1..],
+    ] {
         c.dir(dir);
     }
     c.char_device("dev/console", 0o600, 5, 1);
@@ -29,13 +42,25 @@ pub fn build(suite: &[u8], cases: &[CaseFile], modules: &[PackedModule], mut con
         c.dir(&format!("{}/{t}", &CASES_DIR[1..]));
     }
     for f in cases {
-        c.file(&format!("{}/{}/{}", &CASES_DIR[1..], f.topic, f.file_name), 0o644, &f.text);
+        c.file(
+            &format!("{}/{}/{}", &CASES_DIR[1..], f.topic, f.file_name),
+            0o644,
+            &f.text,
+        );
     }
     config.modules.clear();
     for (i, m) in modules.iter().enumerate() {
-        let path = format!("uffd-conform/modules/{i:02}-{}.ko{}", m.name, if m.compressed { ".compressed" } else { "" });
+        let path = format!(
+            "uffd-conform/modules/{i:02}-{}.ko{}",
+            m.name,
+            if m.compressed { ".compressed" } else { "" }
+        );
         c.file(&path, 0o644, &m.bytes);
-        config.modules.push(GuestModule { name: m.name.clone(), path: format!("/{path}"), compressed: m.compressed });
+        config.modules.push(GuestModule {
+            name: m.name.clone(),
+            path: format!("/{path}"),
+            compressed: m.compressed,
+        });
     }
     let json = serde_json::to_vec_pretty(&config).expect("the guest config serializes");
     c.file(&CONFIG_PATH[1..], 0o644, &json);
@@ -44,5 +69,7 @@ pub fn build(suite: &[u8], cases: &[CaseFile], modules: &[PackedModule], mut con
 
 /// The file name part of a path, for the archive.
 pub fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "case.yaml".into())
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "case.yaml".into())
 }

@@ -102,7 +102,10 @@ pub fn command(args: VmArgs) -> u8 {
             return untestable_code;
         }
     };
-    eprintln!("uffd-conform: VM run took {:.1} s", run.elapsed.as_secs_f64());
+    eprintln!(
+        "uffd-conform: VM run took {:.1} s",
+        run.elapsed.as_secs_f64()
+    );
     if let Some(why) = &run.untestable {
         eprintln!("error: the kernel could not be tested: {why}");
         return untestable_code;
@@ -131,7 +134,8 @@ pub fn command(args: VmArgs) -> u8 {
 
 /// Builds the initramfs, boots, and turns the console into results.
 pub fn run_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> Result<VmRun, String> {
-    let qemu_bin = qemu::find_qemu().ok_or("qemu-system-x86_64 is not on PATH (Debian: apt-get install qemu-system-x86)")?;
+    let qemu_bin = qemu::find_qemu()
+        .ok_or("qemu-system-x86_64 is not on PATH (Debian: apt-get install qemu-system-x86)")?;
     if !args.kernel.is_file() {
         return Err(format!("{}: no such kernel image", args.kernel.display()));
     }
@@ -141,15 +145,24 @@ pub fn run_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> Result<VmRun, String
         if cases.contains_key(&t.case.file) {
             continue;
         }
-        let text = std::fs::read(&t.case.file).map_err(|e| format!("{}: {e}", t.case.file.display()))?;
-        let file = initramfs::CaseFile { topic: t.case.topic.clone(), file_name: initramfs::file_name(&t.case.file), text };
+        let text =
+            std::fs::read(&t.case.file).map_err(|e| format!("{}: {e}", t.case.file.display()))?;
+        let file = initramfs::CaseFile {
+            topic: t.case.topic.clone(),
+            file_name: initramfs::file_name(&t.case.file),
+            text,
+        };
         cases.insert(t.case.file.clone(), file);
     }
     let modules = match &args.modules {
         Some(tree) => modules::collect(tree, modules::WANTED)?,
         None => Vec::new(),
     };
-    let config = guest::GuestConfig { filters: args.select.filter.clone(), jobs: args.jobs, modules: Vec::new() };
+    let config = guest::GuestConfig {
+        filters: args.select.filter.clone(),
+        jobs: args.jobs,
+        modules: Vec::new(),
+    };
     let cases: Vec<initramfs::CaseFile> = cases.into_values().collect();
     let archive = initramfs::build(&suite, &cases, &modules, config);
     let work = std::env::temp_dir().join(format!("uffd-conform-vm-{}", std::process::id()));
@@ -191,8 +204,10 @@ pub fn run_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> Result<VmRun, String
 
 /// Turns a finished boot into results (pure: tested without qemu).
 pub fn interpret(trials: &[PlannedTrial], boot: &qemu::Boot, timeout_secs: u64) -> VmRun {
-    let names: Vec<(String, MemoryType)> = trials.iter().map(|t| (t.name.clone(), t.memory)).collect();
-    let (results, untestable) = interpret_console(&names, &boot.console, boot.timed_out, timeout_secs);
+    let names: Vec<(String, MemoryType)> =
+        trials.iter().map(|t| (t.name.clone(), t.memory)).collect();
+    let (results, untestable) =
+        interpret_console(&names, &boot.console, boot.timed_out, timeout_secs);
     let untestable = untestable.map(|u| {
         if boot.qemu_stderr.trim().is_empty() {
             u
@@ -200,7 +215,11 @@ pub fn interpret(trials: &[PlannedTrial], boot: &qemu::Boot, timeout_secs: u64) 
             format!("{u}\nqemu said: {}", boot.qemu_stderr.trim())
         }
     });
-    VmRun { results, untestable, elapsed: boot.elapsed }
+    VmRun {
+        results,
+        untestable,
+        elapsed: boot.elapsed,
+    }
 }
 
 /// The console of a run of trials `names` as results: one per trial, plus one failed
@@ -224,17 +243,36 @@ pub fn interpret_console(
     };
     let doc = match ktap::parse(console) {
         Ok(doc) => doc,
-        Err(_) => return (Vec::new(), Some(format!("no KTAP on the console: {ended}\n{}", console::tail(console, 30)))),
+        Err(_) => {
+            return (
+                Vec::new(),
+                Some(format!(
+                    "no KTAP on the console: {ended}\n{}",
+                    console::tail(console, 30)
+                )),
+            )
+        }
     };
     let verdicts = ktap::trial_verdicts(&doc);
     let mut results: Vec<TrialResult> = names
         .iter()
         .map(|(name, memory)| {
             let verdict = verdicts.get(name).cloned().unwrap_or_else(|| {
-                let kind = if timed_out { FailKind::Timeout } else { FailKind::Error };
+                let kind = if timed_out {
+                    FailKind::Timeout
+                } else {
+                    FailKind::Error
+                };
                 Verdict::fail(kind, format!("no result from the guest: {ended}"))
             });
-            TrialResult { name: name.clone(), memory: *memory, verdict, duration: Duration::ZERO, report: None, stderr: String::new() }
+            TrialResult {
+                name: name.clone(),
+                memory: *memory,
+                verdict,
+                duration: Duration::ZERO,
+                report: None,
+                stderr: String::new(),
+            }
         })
         .collect();
     if !problems.is_empty() {
@@ -247,7 +285,10 @@ pub fn interpret_console(
             name: "vm::kernel-log::console".into(),
             // Not a trial on memory: the field is required, and no memory type is meant.
             memory: MemoryType::Anon,
-            verdict: Verdict::fail(FailKind::Error, format!("the guest kernel reported problems:\n{text}")),
+            verdict: Verdict::fail(
+                FailKind::Error,
+                format!("the guest kernel reported problems:\n{text}"),
+            ),
             duration: Duration::ZERO,
             report: None,
             stderr: String::new(),
@@ -261,7 +302,10 @@ mod tests {
     use super::*;
 
     fn names() -> Vec<(String, MemoryType)> {
-        vec![("wp::a::anon".into(), MemoryType::Anon), ("wp::a::shmem".into(), MemoryType::Shmem)]
+        vec![
+            ("wp::a::anon".into(), MemoryType::Anon),
+            ("wp::a::shmem".into(), MemoryType::Shmem),
+        ]
     }
 
     #[test]
@@ -271,7 +315,12 @@ mod tests {
         assert!(untestable.is_none());
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].verdict, Verdict::Pass);
-        assert_eq!(r[1].verdict, Verdict::Skip { reason: "no".into() });
+        assert_eq!(
+            r[1].verdict,
+            Verdict::Skip {
+                reason: "no".into()
+            }
+        );
     }
 
     #[test]
@@ -280,10 +329,18 @@ mod tests {
         let (r, untestable) = interpret_console(&names(), console, false, 60);
         assert!(untestable.is_none());
         assert_eq!(r[0].verdict, Verdict::Pass);
-        let Verdict::Fail { message, .. } = &r[1].verdict else { panic!("{:?}", r[1].verdict) };
+        let Verdict::Fail { message, .. } = &r[1].verdict else {
+            panic!("{:?}", r[1].verdict)
+        };
         assert!(message.contains("panicked"), "{message}");
-        let Verdict::Fail { message, .. } = &r[2].verdict else { panic!("{:?}", r[2].verdict) };
-        assert!(r[2].name == "vm::kernel-log::console" && message.contains("Kernel panic - not syncing"), "{message}");
+        let Verdict::Fail { message, .. } = &r[2].verdict else {
+            panic!("{:?}", r[2].verdict)
+        };
+        assert!(
+            r[2].name == "vm::kernel-log::console"
+                && message.contains("Kernel panic - not syncing"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -292,7 +349,13 @@ mod tests {
         assert!(r.is_empty());
         assert!(untestable.unwrap().contains("did not finish within 60 s"));
         let (r, _) = interpret_console(&names(), "KTAP version 1\n1..1\n", true, 60);
-        assert!(r.iter().all(|r| matches!(r.verdict, Verdict::Fail { kind: FailKind::Timeout, .. })));
+        assert!(r.iter().all(|r| matches!(
+            r.verdict,
+            Verdict::Fail {
+                kind: FailKind::Timeout,
+                ..
+            }
+        )));
     }
 
     #[test]

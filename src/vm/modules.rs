@@ -28,17 +28,25 @@ pub struct PackedModule {
 
 /// `lzo-rle.ko.xz` -> `lzo_rle`.
 fn module_name(file: &str) -> Option<String> {
-    let stem = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"].iter().find_map(|ext| file.strip_suffix(ext))?;
+    let stem = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
+        .iter()
+        .find_map(|ext| file.strip_suffix(ext))?;
     Some(stem.replace('-', "_"))
 }
 
 fn index(dir: &Path, into: &mut HashMap<String, PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let path = e.path();
         if path.is_dir() {
             index(&path, into);
-        } else if let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(module_name) {
+        } else if let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(module_name)
+        {
             into.entry(name).or_insert(path);
         }
     }
@@ -81,7 +89,11 @@ pub fn modinfo(elf: &[u8]) -> Option<&[u8]> {
     let shstrndx = u16_at(elf, 0x3e)? as usize;
     let section = |i: usize| -> Option<(u32, usize, usize)> {
         let h = shoff.checked_add(i.checked_mul(shentsize)?)?;
-        Some((u32_at(elf, h)?, u64_at(elf, h + 0x18)? as usize, u64_at(elf, h + 0x20)? as usize))
+        Some((
+            u32_at(elf, h)?,
+            u64_at(elf, h + 0x18)? as usize,
+            u64_at(elf, h + 0x20)? as usize,
+        ))
     };
     let (_, strtab, strsize) = section(shstrndx)?;
     let names = elf.get(strtab..strtab.checked_add(strsize)?)?;
@@ -89,16 +101,25 @@ pub fn modinfo(elf: &[u8]) -> Option<&[u8]> {
         let (name, off, size) = section(i)?;
         let rest = names.get(name as usize..)?;
         let end = rest.iter().position(|&b| b == 0)?;
-        (&rest[..end] == b".modinfo").then(|| elf.get(off..off.checked_add(size)?)).flatten()
+        (&rest[..end] == b".modinfo")
+            .then(|| elf.get(off..off.checked_add(size)?))
+            .flatten()
     })
 }
 
 /// The `depends=` list of a module's `.modinfo`.
 pub fn depends(elf: &[u8]) -> Vec<String> {
-    let Some(info) = modinfo(elf) else { return Vec::new() };
+    let Some(info) = modinfo(elf) else {
+        return Vec::new();
+    };
     info.split(|&b| b == 0)
         .filter_map(|kv| kv.strip_prefix(b"depends="))
-        .flat_map(|v| String::from_utf8_lossy(v).split(',').map(|s| s.trim().replace('-', "_")).collect::<Vec<_>>())
+        .flat_map(|v| {
+            String::from_utf8_lossy(v)
+                .split(',')
+                .map(|s| s.trim().replace('-', "_"))
+                .collect::<Vec<_>>()
+        })
         .filter(|s| !s.is_empty())
         .collect()
 }
@@ -115,20 +136,35 @@ pub fn collect(tree: &Path, wanted: &[&str]) -> Result<Vec<PackedModule>, String
     Ok(out)
 }
 
-fn add(files: &HashMap<String, PathBuf>, name: &str, out: &mut Vec<PackedModule>, depth: usize) -> Result<(), String> {
+fn add(
+    files: &HashMap<String, PathBuf>,
+    name: &str,
+    out: &mut Vec<PackedModule>,
+    depth: usize,
+) -> Result<(), String> {
     if depth > 32 || out.iter().any(|m| m.name == name) {
         return Ok(());
     }
-    let Some(path) = files.get(name) else { return Ok(()) };
+    let Some(path) = files.get(name) else {
+        return Ok(());
+    };
     let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let module = match elf_bytes(path, &raw)? {
         Some(elf) => {
             for dep in depends(&elf) {
                 add(files, &dep, out, depth + 1)?;
             }
-            PackedModule { name: name.to_string(), bytes: elf, compressed: false }
+            PackedModule {
+                name: name.to_string(),
+                bytes: elf,
+                compressed: false,
+            }
         }
-        None => PackedModule { name: name.to_string(), bytes: raw, compressed: true },
+        None => PackedModule {
+            name: name.to_string(),
+            bytes: raw,
+            compressed: true,
+        },
     };
     out.push(module);
     Ok(())
@@ -152,7 +188,11 @@ mod tests {
         elf[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
         elf[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
         elf[0x3e..0x40].copy_from_slice(&1u16.to_le_bytes());
-        for (name, off, size) in [(0u32, 0usize, 0usize), (1, shstr_off, shstr.len()), (11, info_off, modinfo.len())] {
+        for (name, off, size) in [
+            (0u32, 0usize, 0usize),
+            (1, shstr_off, shstr.len()),
+            (11, info_off, modinfo.len()),
+        ] {
             let mut h = vec![0u8; 64];
             h[..4].copy_from_slice(&name.to_le_bytes());
             h[0x18..0x20].copy_from_slice(&(off as u64).to_le_bytes());
@@ -168,15 +208,27 @@ mod tests {
         assert_eq!(depends(&elf), vec!["zsmalloc", "lzo_rle"]);
         assert_eq!(depends(&fake_module(b"depends=\0")), Vec::<String>::new());
         assert_eq!(depends(b"not an elf"), Vec::<String>::new());
-        assert_eq!(depends(&elf[..70]), Vec::<String>::new(), "a truncated file is not read past its end");
+        assert_eq!(
+            depends(&elf[..70]),
+            Vec::<String>::new(),
+            "a truncated file is not read past its end"
+        );
     }
 
     #[test]
     fn collects_dependencies_first_and_skips_missing_modules() {
         let dir = std::env::temp_dir().join(format!("uffd-conform-modules-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("kernel/mm")).unwrap();
-        std::fs::write(dir.join("kernel/zram.ko"), fake_module(b"depends=zsmalloc\0")).unwrap();
-        std::fs::write(dir.join("kernel/mm/zsmalloc.ko"), fake_module(b"depends=\0")).unwrap();
+        std::fs::write(
+            dir.join("kernel/zram.ko"),
+            fake_module(b"depends=zsmalloc\0"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("kernel/mm/zsmalloc.ko"),
+            fake_module(b"depends=\0"),
+        )
+        .unwrap();
         let got = collect(&dir, &["zram", "lzo"]).unwrap();
         let names: Vec<&str> = got.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, vec!["zsmalloc", "zram"]);

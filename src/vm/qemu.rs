@@ -46,8 +46,19 @@ pub fn command(o: &QemuOptions) -> Command {
         Accel::Tcg => c.args(["-accel", "tcg", "-cpu", "max"]),
         Accel::Kvm => c.args(["-accel", "kvm", "-cpu", "host"]),
     };
-    c.args(["-m", &o.memory, "-smp", &o.cpus.to_string(), "-nographic", "-no-reboot"]);
-    c.arg("-kernel").arg(&o.kernel).arg("-initrd").arg(&o.initrd).args(["-append", APPEND]);
+    c.args([
+        "-m",
+        &o.memory,
+        "-smp",
+        &o.cpus.to_string(),
+        "-nographic",
+        "-no-reboot",
+    ]);
+    c.arg("-kernel")
+        .arg(&o.kernel)
+        .arg("-initrd")
+        .arg(&o.initrd)
+        .args(["-append", APPEND]);
     c
 }
 
@@ -110,10 +121,14 @@ pub fn boot(o: &QemuOptions, on_line: &mut dyn FnMut(&str)) -> Result<Boot, Stri
 /// `qemu-system-x86_64` on PATH, or None.
 pub fn find_qemu() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join("qemu-system-x86_64")).find(|p| is_executable(p))
+    std::env::split_paths(&path)
+        .map(|d| d.join("qemu-system-x86_64"))
+        .find(|p| is_executable(p))
 }
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }

@@ -24,13 +24,18 @@ pub fn is_static_elf(elf: &[u8]) -> bool {
     if read(0, 5) != Some(b"\x7fELF\x02") {
         return false;
     }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (read(0x20, 8), read(0x36, 2), read(0x38, 2)) else { return false };
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (read(0x20, 8), read(0x36, 2), read(0x38, 2))
+    else {
+        return false;
+    };
     let phoff = u64::from_le_bytes(phoff.try_into().expect("8 bytes")) as usize;
     let phentsize = u16::from_le_bytes(phentsize.try_into().expect("2 bytes")) as usize;
     let phnum = u16::from_le_bytes(phnum.try_into().expect("2 bytes")) as usize;
     (0..phnum).all(|i| {
         let at = phoff.saturating_add(i.saturating_mul(phentsize));
-        read(at, 4).map(|t| u32::from_le_bytes(t.try_into().expect("4 bytes")) != PT_INTERP).unwrap_or(false)
+        read(at, 4)
+            .map(|t| u32::from_le_bytes(t.try_into().expect("4 bytes")) != PT_INTERP)
+            .unwrap_or(false)
     })
 }
 
@@ -64,7 +69,9 @@ pub fn locate(explicit: Option<&Path>) -> Result<(PathBuf, Vec<u8>), String> {
             return Ok((p, b));
         }
     }
-    Err(format!("no statically linked suite binary found; build it with: {BUILD_HINT}"))
+    Err(format!(
+        "no statically linked suite binary found; build it with: {BUILD_HINT}"
+    ))
 }
 
 #[cfg(test)]
@@ -77,7 +84,10 @@ mod tests {
         let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         let dynamic = !is_static_elf(&me);
         let rustflags = std::env::var("RUSTFLAGS").unwrap_or_default();
-        assert!(dynamic || rustflags.contains("crt-static"), "test binary seen as static");
+        assert!(
+            dynamic || rustflags.contains("crt-static"),
+            "test binary seen as static"
+        );
         assert!(!is_static_elf(b"\x7fELF\x02 short"));
         assert!(!is_static_elf(b"#!/bin/sh\n"));
     }
