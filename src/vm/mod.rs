@@ -253,6 +253,15 @@ pub fn interpret_console(
             )
         }
     };
+    let mut doc = doc;
+    // A case block cut off by a panic has no result line, so no name: it is the case at its
+    // position in the plan (the guest runs the same plan).
+    let groups = ktap::group_by_case(names.iter().map(|(n, _)| n.as_str()));
+    for (test, (case, _)) in doc.tests.iter_mut().zip(&groups) {
+        if test.name.is_empty() {
+            test.name = case.clone();
+        }
+    }
     let verdicts = ktap::trial_verdicts(&doc);
     let mut results: Vec<TrialResult> = names
         .iter()
