@@ -116,10 +116,22 @@ fn plan_one(case: Arc<LoadedCase>, memory: MemoryType) -> PlannedTrial {
         } else {
             0
         },
-        needs_swap: c.needs.contains(&Need::Swap),
+        needs_swap: c.needs.contains(&Need::Swap) || swaps_out(&c.steps, memory),
         needs_root: c.needs.contains(&Need::Root),
         case,
     }
+}
+
+/// Whether any step (or fork child step) swaps pages out on this memory type.
+fn swaps_out(steps: &[crate::case::Step], memory: MemoryType) -> bool {
+    steps
+        .iter()
+        .filter(|s| s.applies_to(memory))
+        .any(|s| match &s.op {
+            Op::SwapOut(_) => true,
+            Op::Fork(f) => swaps_out(&f.steps, memory),
+            _ => false,
+        })
 }
 
 /// Features a register mode needs on a memory type (gate on bits, never on versions).

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::model::{Case, RegisterMode};
-use super::step::Op;
+use super::step::{Op, Step};
 use crate::kernel::memory::MemoryType;
 
 /// A case and where it came from.
@@ -229,7 +229,8 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
         return Err((At::Field("steps"), "a case needs at least one step".into()));
     }
     for (i, step) in case.steps.iter().enumerate() {
-        validate_step(case, &step.op).map_err(|m| (At::Step(i), format!("step {}: {m}", i + 1)))?;
+        validate_step(case, step, false)
+            .map_err(|m| (At::Step(i), format!("step {}: {m}", i + 1)))?;
         if let Some(only) = &step.only {
             if let Some(m) = only.iter().find(|m| !case.memory.contains(m)) {
                 return Err((
@@ -264,29 +265,91 @@ fn check_modes(modes: &[RegisterMode], memory: &[MemoryType]) -> Result<(), Stri
     Ok(())
 }
 
-fn validate_step(case: &Case, op: &Op) -> Result<(), String> {
-    let pages = match op {
-        Op::Write(a) | Op::Read(a) => &a.pages,
-        Op::Protect(r) | Op::Unprotect(r) | Op::Unregister(r) => &r.pages,
-        Op::Pagemap(p) => &p.pages,
-        Op::Register(r) => {
-            check_modes(&r.modes, &case.memory)?;
-            &r.pages
-        }
-    };
-    pages.resolve(case.pages)?;
-    if let Op::Pagemap(p) = op {
-        if [p.wp, p.present, p.swapped, p.file, p.exclusive]
+fn validate_step(case: &Case, step: &Step, in_child: bool) -> Result<(), String> {
+    let op = &step.op;
+    let memory: Vec<MemoryType> = step.only.clone().unwrap_or_else(|| case.memory.clone());
+    let on = |pred: fn(MemoryType) -> bool| {
+        memory
             .iter()
-            .all(Option::is_none)
+            .copied()
+            .filter(|m| pred(*m))
+            .collect::<Vec<_>>()
+    };
+    let names = |ms: Vec<MemoryType>| ms.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ");
+    for pages in op.page_sets() {
+        pages.resolve(case.pages)?;
+    }
+    if in_child && !op.allowed_in_child() {
+        return Err(format!(
+            "`{}` cannot run in a fork child (its uffd belongs to the monitor)",
+            op.key()
+        ));
+    }
+    match op {
+        Op::Register(r) => check_modes(&r.modes, &memory)?,
+        Op::Pagemap(p)
+            if [p.wp, p.present, p.swapped, p.file, p.exclusive]
+                .iter()
+                .all(Option::is_none) =>
         {
             return Err("`pagemap` checks no bit: name at least one of wp, present, swapped, file, exclusive".into());
         }
-    }
-    if let Op::Write(a) = op {
-        if a.data == Some(0) && !matches!(a.faults, super::faults::Faults::None) {
-            // Fine: zeroes can be written while faulting. Nothing to reject.
+        Op::Write(a) | Op::Read(a) if a.thread && in_child => {
+            return Err("a fork child cannot start threads".into())
         }
+        Op::Poke(p) => {
+            if p.page >= case.pages {
+                return Err(format!(
+                    "page {} is out of range: the case has {} pages",
+                    p.page, case.pages
+                ));
+            }
+            if p.offset >= 4096 {
+                return Err(format!(
+                    "offset {} must be below 4096 (inside a base page)",
+                    p.offset
+                ));
+            }
+        }
+        Op::Fill(_) | Op::Continue(_) if memory.contains(&MemoryType::Anon) => {
+            return Err(format!(
+                "`{}` needs a file behind the memory: anon has none (limit with `only`)",
+                op.key()
+            ));
+        }
+        Op::SwapOut(_) if !on(MemoryType::is_hugetlb).is_empty() => {
+            return Err(format!(
+                "hugetlb cannot be swapped out: `swap_out` does not apply to {} (limit with `only`)",
+                names(on(MemoryType::is_hugetlb))
+            ));
+        }
+        Op::Move(m) => {
+            if memory.iter().any(|m| *m != MemoryType::Anon) {
+                return Err("UFFDIO_MOVE works on anon memory only (limit with `only`)".into());
+            }
+            if m.from.resolve(case.pages)?.len() != m.to.resolve(case.pages)?.len() {
+                return Err("`move` needs as many `to` pages as `from` pages".into());
+            }
+        }
+        Op::Fork(f) => {
+            if in_child {
+                return Err("a fork child cannot fork again".into());
+            }
+            if f.steps.is_empty() {
+                return Err("`fork` needs at least one child step".into());
+            }
+            for (j, child) in f.steps.iter().enumerate() {
+                if child.only.is_some() {
+                    return Err(format!(
+                        "child step {}: limit the fork step with `only`, not its child steps",
+                        j + 1
+                    ));
+                }
+                validate_step(case, child, true)
+                    .map_err(|m| format!("child step {}: {m}", j + 1))?;
+            }
+        }
+        _ => {}
     }
     Ok(())
 }

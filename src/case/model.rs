@@ -40,6 +40,10 @@ pub struct Case {
     /// How a page fault is resolved by the fault handler. Default: `unprotect`.
     #[serde(default)]
     pub resolve: Resolve,
+    /// Map the area aligned to the PMD size and without MADV_NOHUGEPAGE, so transparent huge
+    /// pages can back it (anon, shmem).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub thp: bool,
     /// Per-trial time limit in milliseconds (default 10000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
@@ -118,6 +122,20 @@ pub enum Resolve {
     /// Missing faults: UFFDIO_COPY of a zero page. Minor faults: UFFDIO_CONTINUE.
     #[default]
     Unprotect,
+    /// Missing faults: UFFDIO_COPY of a zero page (others as `unprotect`).
+    Copy,
+    /// Missing faults: UFFDIO_COPY of a zero page with UFFDIO_COPY_MODE_WP: the new pte is
+    /// write-protected (others as `unprotect`).
+    CopyWp,
+    /// Missing faults: UFFDIO_ZEROPAGE (others as `unprotect`).
+    Zeropage,
+    /// Minor faults: UFFDIO_CONTINUE (others as `unprotect`).
+    Continue,
+    /// Minor faults: UFFDIO_CONTINUE with UFFDIO_CONTINUE_MODE_WP (others as `unprotect`).
+    ContinueWp,
+    /// Record the fault and leave it pending: the faulting thread stays blocked until a later
+    /// step resolves it, or the trial's time limit ends it.
+    Never,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -125,9 +143,23 @@ pub enum Resolve {
 pub struct ExpectFailure {
     /// The 1-based step that must fail.
     pub step: usize,
+    /// How it must fail; default `mismatch` (a check saw something else).
+    #[serde(default)]
+    pub kind: ExpectedFailKind,
     /// Strings the failure message must contain (e.g. the expected and observed values).
     #[serde(default)]
     pub contains: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectedFailKind {
+    #[default]
+    Mismatch,
+    /// The trial must be killed at its time limit while at the step.
+    Timeout,
+    /// The trial process must die of a signal while at the step.
+    Signal,
 }
 
 /// A memory access of whole pages. Every access checks the messages it raised.
@@ -143,6 +175,303 @@ pub struct Access {
     /// The messages the access must raise; default `none`.
     #[serde(default)]
     pub faults: Faults,
+    /// Access from a new thread instead of the trial's main thread. The step waits until the
+    /// thread finished or raised a message; a thread left blocked on a pending fault (see
+    /// `resolve: never`) is waited for by a later `join` step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub thread: bool,
+}
+
+/// A one-byte write at an offset into a page (for EXACT_ADDRESS and sub-page writes).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Poke {
+    pub page: usize,
+    /// Byte offset into the page.
+    pub offset: usize,
+    /// The byte written (default 0xff).
+    #[serde(default = "default_poke_value")]
+    pub value: u8,
+    /// Expected messages: with `wp`, one WRITE|WP fault at the page's address, or at the exact
+    /// byte when the case requests `exact_address`.
+    #[serde(default)]
+    pub faults: Faults,
+}
+
+fn default_poke_value() -> u8 {
+    0xff
+}
+
+/// madvise(2) over pages.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Madvise {
+    pub pages: Pages,
+    pub advice: Advice,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno: Option<ErrnoName>,
+    /// Messages (events) the call must raise, e.g. `[{event: remove}]`; default none.
+    #[serde(default)]
+    pub events: Faults,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Advice {
+    Dontneed,
+    Remove,
+    Pageout,
+    Cold,
+    Willneed,
+    Free,
+    Hugepage,
+    Nohugepage,
+    Collapse,
+    Mergeable,
+    Unmergeable,
+    PopulateRead,
+    PopulateWrite,
+}
+
+impl Advice {
+    pub fn raw(self) -> i32 {
+        match self {
+            Advice::Dontneed => libc::MADV_DONTNEED,
+            Advice::Remove => libc::MADV_REMOVE,
+            Advice::Pageout => libc::MADV_PAGEOUT,
+            Advice::Cold => libc::MADV_COLD,
+            Advice::Willneed => libc::MADV_WILLNEED,
+            Advice::Free => libc::MADV_FREE,
+            Advice::Hugepage => libc::MADV_HUGEPAGE,
+            Advice::Nohugepage => libc::MADV_NOHUGEPAGE,
+            Advice::Collapse => 25, // MADV_COLLAPSE (6.1)
+            Advice::Mergeable => libc::MADV_MERGEABLE,
+            Advice::Unmergeable => libc::MADV_UNMERGEABLE,
+            Advice::PopulateRead => 22,  // MADV_POPULATE_READ (5.14)
+            Advice::PopulateWrite => 23, // MADV_POPULATE_WRITE (5.14)
+        }
+    }
+}
+
+/// MADV_PAGEOUT, verified: every page must end up out of memory (anon: pagemap bit 62;
+/// shmem: not resident per mincore, as pagemap cannot show shmem swap). When the kernel
+/// swapped nothing out (no swap device), the trial is skipped with the reason, not passed.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwapOut {
+    pub pages: Pages,
+}
+
+/// mprotect(2) over pages.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mprotect {
+    pub pages: Pages,
+    pub prot: Prot,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Prot {
+    None,
+    Read,
+    ReadWrite,
+}
+
+/// munmap(2) of pages.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Munmap {
+    pub pages: Pages,
+    /// e.g. `[{event: unmap}]` with UFFD_FEATURE_EVENT_UNMAP.
+    #[serde(default)]
+    pub events: Faults,
+}
+
+/// mremap(2) of the whole area to a new address (MREMAP_MAYMOVE|MREMAP_FIXED); later steps
+/// address the pages at their new place.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mremap {
+    /// e.g. `[{event: remap}]` with UFFD_FEATURE_EVENT_REMAP.
+    #[serde(default)]
+    pub events: Faults,
+}
+
+/// fork(2); the child runs `steps` (accesses, pagemap, madvise and the like: not uffd
+/// ioctls, its uffd is the monitor's) and reports its own checks back. Messages the child
+/// causes are checked per child step; they must come from the uffd UFFD_EVENT_FORK handed over.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Fork {
+    pub steps: Vec<super::step::Step>,
+    /// Messages of the fork itself, e.g. `[{event: fork}]` with UFFD_FEATURE_EVENT_FORK.
+    #[serde(default)]
+    pub events: Faults,
+    /// The child must die of this signal (e.g. SIGBUS) at its last step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_signal: Option<SignalName>,
+}
+
+/// Writes pages through a second, unregistered MAP_SHARED mapping of the same file (fills the
+/// page cache behind the registered mapping's back; shmem and hugetlb only). No message.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Fill {
+    pub pages: Pages,
+    #[serde(default = "default_data")]
+    pub data: u8,
+}
+
+fn default_data() -> u8 {
+    1
+}
+
+/// A userfaultfd ioctl that installs pages: UFFDIO_COPY (from a page holding `data`),
+/// UFFDIO_ZEROPAGE, UFFDIO_CONTINUE or UFFDIO_POISON.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Install {
+    pub pages: Pages,
+    /// UFFDIO_COPY only: the generation copied in (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<u8>,
+    /// MODE_WP (COPY, CONTINUE): install write-protected ptes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wp: bool,
+    /// MODE_DONTWAKE.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dontwake: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno: Option<ErrnoName>,
+}
+
+/// UFFDIO_MOVE (anon): moves pages `from` to pages `to` of the area.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Move {
+    pub from: Pages,
+    pub to: Pages,
+    /// UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_src_holes: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno: Option<ErrnoName>,
+}
+
+/// Waits for every thread started by `thread: true` accesses to finish.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Join {
+    /// Messages expected while waiting (faults the threads raise now).
+    #[serde(default)]
+    pub faults: Faults,
+}
+
+/// PAGEMAP_SCAN (6.7) over pages: categories as in include/uapi/linux/fs.h. The regions the
+/// kernel returns are compared with `expect` (in pages, in order), and every returned
+/// category is cross-checked with the pagemap entry of each page it covers.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scan {
+    pub pages: Pages,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<ScanFlag>,
+    /// category_mask: every listed category must be set (or clear when also in `inverted`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<Category>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inverted: Vec<Category>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anyof: Vec<Category>,
+    /// return_mask; default: the union of categories and anyof.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returns: Option<Vec<Category>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pages: Option<u64>,
+    /// The regions expected, in order; omitted: not compared (the cross-check still runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Vec<Region>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno: Option<ErrnoName>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    pub pages: Pages,
+    pub categories: Vec<Category>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanFlag {
+    WpMatching,
+    CheckWpasync,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Wpallowed,
+    Written,
+    File,
+    Present,
+    Swapped,
+    Pfnzero,
+    Huge,
+    SoftDirty,
+    Guard,
+}
+
+impl Category {
+    pub const ALL: [Category; 9] = [
+        Category::Wpallowed,
+        Category::Written,
+        Category::File,
+        Category::Present,
+        Category::Swapped,
+        Category::Pfnzero,
+        Category::Huge,
+        Category::SoftDirty,
+        Category::Guard,
+    ];
+    pub fn bit(self) -> u64 {
+        1 << (self as u32)
+    }
+}
+
+pub fn category_mask(c: &[Category]) -> u64 {
+    c.iter().fold(0, |m, c| m | c.bit())
+}
+
+/// A signal by name, e.g. `SIGBUS`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schemars(with = "String")]
+pub struct SignalName(pub String);
+
+impl SignalName {
+    pub fn signal(&self) -> nix::sys::signal::Signal {
+        self.0.parse().expect("validated when loaded")
+    }
+}
+
+impl TryFrom<String> for SignalName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse::<nix::sys::signal::Signal>()
+            .map(|_| SignalName(s.clone()))
+            .map_err(|_| format!("`{s}` is not a signal name (e.g. SIGBUS, SIGSEGV)"))
+    }
+}
+
+impl From<SignalName> for String {
+    fn from(s: SignalName) -> String {
+        s.0
+    }
 }
 
 /// An ioctl over a page range.

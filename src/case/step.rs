@@ -10,6 +10,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::model::*;
+use super::pages::Pages;
 use crate::kernel::memory::MemoryType;
 
 /// Declares the operations once: the enum, their YAML keys, (de)serialization and schema.
@@ -74,6 +75,98 @@ operations! {
     Register(RegisterOp) = "register",
     /// UFFDIO_UNREGISTER of the pages.
     Unregister(RangeOp) = "unregister",
+    /// UFFDIO_WAKE of the pages.
+    Wake(RangeOp) = "wake",
+    /// A one-byte write at an offset into a page.
+    Poke(Poke) = "poke",
+    /// Write pages through a second, unregistered shared mapping of the same file.
+    Fill(Fill) = "fill",
+    /// UFFDIO_COPY into the pages.
+    Copy(Install) = "copy",
+    /// UFFDIO_ZEROPAGE into the pages.
+    Zeropage(Install) = "zeropage",
+    /// UFFDIO_CONTINUE on the pages.
+    Continue(Install) = "continue",
+    /// UFFDIO_POISON on the pages.
+    Poison(Install) = "poison",
+    /// UFFDIO_MOVE between pages of the area.
+    Move(Move) = "move",
+    /// madvise(2) over the pages.
+    Madvise(Madvise) = "madvise",
+    /// MADV_PAGEOUT, verified; skips the trial when nothing was swapped out.
+    SwapOut(SwapOut) = "swap_out",
+    /// mprotect(2) over the pages.
+    Mprotect(Mprotect) = "mprotect",
+    /// munmap(2) of the pages.
+    Munmap(Munmap) = "munmap",
+    /// mremap(2) of the whole area to a new address.
+    Mremap(Mremap) = "mremap",
+    /// fork(2) with steps run in the child.
+    Fork(Fork) = "fork",
+    /// Wait for the threads of `thread: true` accesses.
+    Join(Join) = "join",
+    /// PAGEMAP_SCAN over the pages.
+    Scan(Scan) = "scan",
+}
+
+impl Op {
+    /// Every page selection the operation names.
+    pub fn page_sets(&self) -> Vec<&Pages> {
+        match self {
+            Op::Write(a) | Op::Read(a) => vec![&a.pages],
+            Op::Protect(r) | Op::Unprotect(r) | Op::Unregister(r) | Op::Wake(r) => vec![&r.pages],
+            Op::Register(r) => vec![&r.pages],
+            Op::Pagemap(p) => vec![&p.pages],
+            Op::Poke(_) | Op::Mremap(_) | Op::Fork(_) | Op::Join(_) => vec![],
+            Op::Fill(f) => vec![&f.pages],
+            Op::Copy(i) | Op::Zeropage(i) | Op::Continue(i) | Op::Poison(i) => vec![&i.pages],
+            Op::Move(m) => vec![&m.from, &m.to],
+            Op::Madvise(m) => vec![&m.pages],
+            Op::SwapOut(s) => vec![&s.pages],
+            Op::Mprotect(m) => vec![&m.pages],
+            Op::Munmap(m) => vec![&m.pages],
+            Op::Scan(s) => vec![&s.pages],
+        }
+    }
+
+    /// A one-line summary, e.g. `write pages 0..2 data 2`.
+    pub fn summary(&self) -> String {
+        let key = self.key();
+        match self {
+            Op::Write(a) | Op::Read(a) => {
+                let data = a.data.map(|d| format!(" data {d}")).unwrap_or_default();
+                let thread = if a.thread { " in a thread" } else { "" };
+                format!("{key} pages {}{data}{thread}", a.pages)
+            }
+            Op::Register(r) => format!("register pages {} modes {:?}", r.pages, r.modes),
+            Op::Poke(p) => format!("poke page {} offset {}", p.page, p.offset),
+            Op::Madvise(m) => format!("madvise pages {} {:?}", m.pages, m.advice),
+            Op::Mprotect(m) => format!("mprotect pages {} {:?}", m.pages, m.prot),
+            Op::Move(m) => format!("move pages {} to {}", m.from, m.to),
+            Op::Fork(f) => format!("fork ({} child steps)", f.steps.len()),
+            Op::Mremap(_) | Op::Join(_) => key.to_string(),
+            other => match other.page_sets().first() {
+                Some(p) => format!("{key} pages {p}"),
+                None => key.to_string(),
+            },
+        }
+    }
+
+    /// Operations a forked child may run: no uffd ioctls (the uffd is the monitor's).
+    pub fn allowed_in_child(&self) -> bool {
+        matches!(
+            self,
+            Op::Write(_)
+                | Op::Read(_)
+                | Op::Pagemap(_)
+                | Op::Poke(_)
+                | Op::Madvise(_)
+                | Op::SwapOut(_)
+                | Op::Mprotect(_)
+                | Op::Munmap(_)
+                | Op::Scan(_)
+        )
+    }
 }
 
 #[derive(Debug, Clone)]

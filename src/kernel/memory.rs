@@ -69,6 +69,41 @@ impl std::fmt::Display for MemoryType {
     }
 }
 
+/// The PMD size on x86-64: the size of a transparent huge page.
+pub const PMD_SIZE: usize = 2 << 20;
+
+/// Reserves `len` bytes of address space aligned to `align` (PROT_NONE), for MAP_FIXED.
+fn reserve(len: usize, align: usize) -> Result<usize, Errno> {
+    let total = len + align;
+    // SAFETY: a fresh PROT_NONE reservation; trimmed below to exactly `len` bytes.
+    let raw = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            total,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if raw == libc::MAP_FAILED {
+        return Err(Errno::last());
+    }
+    let start = raw as usize;
+    let aligned = start.next_multiple_of(align);
+    // SAFETY: unmaps the slack of our own reservation on both sides.
+    unsafe {
+        if aligned > start {
+            libc::munmap(raw, aligned - start);
+        }
+        let end = aligned + len;
+        if start + total > end {
+            libc::munmap(end as *mut libc::c_void, start + total - end);
+        }
+    }
+    Ok(aligned)
+}
+
 /// A mapping of `pages` pages of one memory type. Unmapped on drop.
 pub struct Area {
     pub memory: MemoryType,
@@ -88,6 +123,16 @@ fn errno_of(e: std::io::Error) -> Errno {
 impl Area {
     /// Maps a new area. `huge_page_size` is the default hugetlb page size (for hugetlb types).
     pub fn map(memory: MemoryType, pages: usize, huge_page_size: usize) -> Result<Area, Errno> {
+        Area::map_with(memory, pages, huge_page_size, false)
+    }
+
+    /// Maps a new area; with `thp`, aligned to the PMD size and open to transparent huge pages.
+    pub fn map_with(
+        memory: MemoryType,
+        pages: usize,
+        huge_page_size: usize,
+        thp: bool,
+    ) -> Result<Area, Errno> {
         let page_size = if memory.is_hugetlb() {
             huge_page_size
         } else {
@@ -96,9 +141,21 @@ impl Area {
         let len = pages * page_size;
         let length = std::num::NonZeroUsize::new(len).ok_or(Errno::EINVAL)?;
         let prot = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
+        let fixed = if thp {
+            Some(reserve(len, PMD_SIZE)?)
+        } else {
+            None
+        };
+        let at = fixed.map(|a| std::num::NonZeroUsize::new(a).expect("mmap never returns 0"));
+        let fixed_flag = if thp {
+            MapFlags::MAP_FIXED
+        } else {
+            MapFlags::empty()
+        };
         let (base, memfd) = if memory == MemoryType::Anon {
-            // SAFETY: a fresh anonymous mapping aliases nothing.
-            let base = unsafe { mmap_anonymous(None, length, prot, MapFlags::MAP_PRIVATE) }?;
+            // SAFETY: a fresh anonymous mapping (over our own reservation, with thp).
+            let base =
+                unsafe { mmap_anonymous(at, length, prot, MapFlags::MAP_PRIVATE | fixed_flag) }?;
             (base, None)
         } else {
             let mut opts = memfd::MemfdOptions::default().close_on_exec(true);
@@ -117,8 +174,17 @@ impl Area {
             } else {
                 MapFlags::MAP_PRIVATE
             };
-            // SAFETY: a fresh mapping of a file only this trial uses.
-            let base = unsafe { mmap(None, length, prot, flags, fd.as_file().as_fd(), 0) }?;
+            // SAFETY: a fresh mapping of a file only this trial uses (over our reservation).
+            let base = unsafe {
+                mmap(
+                    at,
+                    length,
+                    prot,
+                    flags | fixed_flag,
+                    fd.as_file().as_fd(),
+                    0,
+                )
+            }?;
             (base, Some(fd))
         };
         let area = Area {
@@ -129,7 +195,7 @@ impl Area {
             memfd,
             alias: None,
         };
-        if !memory.is_hugetlb() {
+        if !memory.is_hugetlb() && !thp {
             // Keep base pages base pages unless a case asks for THP: a kernel configured
             // THP=always must not turn page-level expectations into huge-page ones.
             // SAFETY: advice on our own mapping.
@@ -187,9 +253,33 @@ impl Area {
         Ok(a.as_ptr() as usize)
     }
 
-    /// Forgets the mapping without unmapping it (a case unmapped it itself).
-    pub fn forget_mapping(&mut self) {
-        self.pages = 0;
+    /// Moves the whole area to a fresh address with mremap(MREMAP_MAYMOVE|MREMAP_FIXED);
+    /// returns the old and new base.
+    pub fn move_to_fresh(&mut self) -> Result<(usize, usize), Errno> {
+        let align = if self.memory.is_hugetlb() {
+            self.page_size
+        } else {
+            PMD_SIZE
+        };
+        let target = reserve(self.len(), align)?;
+        let old = self.base();
+        // SAFETY: moves our own mapping over our own reservation.
+        let moved = unsafe {
+            libc::mremap(
+                old as *mut libc::c_void,
+                self.len(),
+                self.len(),
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                target as *mut libc::c_void,
+            )
+        };
+        if moved == libc::MAP_FAILED {
+            // SAFETY: drops the unused reservation.
+            unsafe { libc::munmap(target as *mut libc::c_void, self.len()) };
+            return Err(Errno::last());
+        }
+        self.base = NonNull::new(moved).ok_or(Errno::EFAULT)?;
+        Ok((old, self.base()))
     }
 }
 

@@ -214,16 +214,14 @@ ioctl_readwrite!(pagemap_scan, b'f', 16, PmScanArg);
 mod tests {
     // The request numbers must match the kernel's _IOWR/_IOR encodings bit for bit.
     #[test]
-    // The request type is u64 on glibc but not on every libc: the casts stay.
-    #[allow(clippy::unnecessary_cast)]
     fn ioctl_request_numbers_match_the_kernel() {
         use nix::{request_code_none, request_code_read, request_code_readwrite};
-        assert_eq!(request_code_readwrite!(0xAA, 0x3F, 24) as u64, 0xC018_AA3F);
-        assert_eq!(request_code_readwrite!(0xAA, 0x00, 32) as u64, 0xC020_AA00);
-        assert_eq!(request_code_read!(0xAA, 0x01, 16) as u64, 0x8010_AA01);
-        assert_eq!(request_code_readwrite!(0xAA, 0x06, 24) as u64, 0xC018_AA06);
-        assert_eq!(request_code_readwrite!(0xAA, 0x03, 40) as u64, 0xC028_AA03);
-        assert_eq!(request_code_none!(0xAA, 0x00) as u64, 0xAA00);
-        assert_eq!(request_code_readwrite!(b'f', 16, 96) as u64, 0xC060_6610);
+        assert_eq!(request_code_readwrite!(0xAA, 0x3F, 24), 0xC018_AA3F);
+        assert_eq!(request_code_readwrite!(0xAA, 0x00, 32), 0xC020_AA00);
+        assert_eq!(request_code_read!(0xAA, 0x01, 16), 0x8010_AA01);
+        assert_eq!(request_code_readwrite!(0xAA, 0x06, 24), 0xC018_AA06);
+        assert_eq!(request_code_readwrite!(0xAA, 0x03, 40), 0xC028_AA03);
+        assert_eq!(request_code_none!(0xAA, 0x00), 0xAA00);
+        assert_eq!(request_code_readwrite!(b'f', 16, 96), 0xC060_6610);
     }
 }

@@ -1,41 +1,43 @@
 //! Runs a trial's steps inside the trial process and checks what the kernel did.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
-use super::data;
+use super::expect::{self, Context, Expected};
 use super::handler::{Geometry, Handler};
+use super::memops::{self, check_errno, mismatch, pages_of, Checked, SwappedOut};
 use super::record::*;
-use crate::case::faults::{flag_mask, EventKind, MsgExpect};
-use crate::case::model::{mode_mask, Access, PagemapExpect, RangeOp};
-use crate::case::pages::Pages;
+use super::{data, fork, scan};
+use crate::case::model::{mode_mask, Access, ErrnoName, Install, Resolve};
 use crate::case::{Op, Step};
+use crate::kernel::features::Feature;
 use crate::kernel::memory::Area;
-use crate::kernel::pagemap::{Entry, Pagemap};
+use crate::kernel::pagemap::Pagemap;
 use crate::kernel::uapi::*;
 use crate::kernel::uffd::{OpenVia, Uffd};
 
 /// The live state of a trial.
-struct Trial {
-    area: Area,
-    uffd: Arc<Uffd>,
-    handler: Handler,
-    pagemap: Pagemap,
+pub(super) struct Trial {
+    pub area: Area,
+    pub uffd: Arc<Uffd>,
+    pub handler: Handler,
+    pub pagemap: Pagemap,
+    pub features: u64,
+    base: Arc<AtomicUsize>,
+    threads: Vec<JoinHandle<()>>,
+    resolve: Resolve,
 }
 
-type Checked = Result<Vec<String>, Vec<Mismatch>>;
-
-fn mismatch(
-    check: impl Into<String>,
-    expected: impl Into<String>,
-    observed: impl Into<String>,
-) -> Mismatch {
-    Mismatch {
-        check: check.into(),
-        expected: expected.into(),
-        observed: observed.into(),
-    }
+/// What one step came to.
+pub(super) enum StepOutcome {
+    Done(Vec<String>),
+    Failed(Vec<Mismatch>),
+    /// The machine could not do what the step needs (e.g. nothing was swapped out).
+    Skip(String),
 }
 
 fn setup_failure(what: &str, e: impl std::fmt::Display) -> Failure {
@@ -59,7 +61,7 @@ pub fn run(spec: &TrialSpec, progress: &mut dyn FnMut(usize)) -> TrialReport {
     for (i, step) in spec.case.steps.iter().enumerate() {
         let n = i + 1;
         progress(n);
-        let op = describe(step);
+        let op = step.op.summary();
         if !step.applies_to(spec.memory) {
             report.steps.push(StepRecord {
                 step: n,
@@ -69,15 +71,14 @@ pub fn run(spec: &TrialSpec, progress: &mut dyn FnMut(usize)) -> TrialReport {
             });
             continue;
         }
-        let result = trial.step(step);
-        match result {
-            Ok(observed) => report.steps.push(StepRecord {
+        match trial.step(step) {
+            StepOutcome::Done(observed) => report.steps.push(StepRecord {
                 step: n,
                 op,
                 ran: true,
                 observed,
             }),
-            Err(mismatches) => {
+            StepOutcome::Failed(mismatches) => {
                 report.steps.push(StepRecord {
                     step: n,
                     op: op.clone(),
@@ -91,37 +92,42 @@ pub fn run(spec: &TrialSpec, progress: &mut dyn FnMut(usize)) -> TrialReport {
                 });
                 break;
             }
+            StepOutcome::Skip(reason) => {
+                report.steps.push(StepRecord {
+                    step: n,
+                    op,
+                    ran: true,
+                    observed: vec![reason.clone()],
+                });
+                report.outcome = Outcome::Skip(format!("step {n}: {reason}"));
+                break;
+            }
         }
     }
     trial.handler.stop();
     report.messages = trial.handler.all_messages();
+    // The process exits right after sending the report. Unmapping the area now would, with
+    // UFFD_FEATURE_EVENT_UNMAP, wait forever for the stopped handler to read the event; and
+    // threads still blocked on faults nobody resolves end with the process anyway.
+    std::mem::forget(trial);
     report
 }
 
-/// A one-line summary of a step, e.g. `write pages 0..2 data 2`.
-pub fn describe(step: &Step) -> String {
-    match &step.op {
-        Op::Write(a) | Op::Read(a) => {
-            let data = a.data.map(|d| format!(" data {d}")).unwrap_or_default();
-            format!("{} pages {}{data}", step.op.key(), a.pages)
-        }
-        Op::Protect(r) | Op::Unprotect(r) | Op::Unregister(r) => {
-            format!("{} pages {}", step.op.key(), r.pages)
-        }
-        Op::Register(r) => format!("register pages {} modes {:?}", r.pages, r.modes),
-        Op::Pagemap(p) => format!("pagemap pages {}", p.pages),
-    }
+pub fn gettid() -> u32 {
+    nix::unistd::gettid().as_raw() as u32
 }
 
 impl Trial {
     fn setup(spec: &TrialSpec, report: &mut TrialReport) -> Result<Trial, Failure> {
         let case = &spec.case;
-        let area = Area::map(spec.memory, case.pages, spec.huge_page_size).map_err(|e| {
-            setup_failure(
-                &format!("mmap {} pages of {}", case.pages, spec.memory),
-                e.desc(),
-            )
-        })?;
+        let area = Area::map_with(spec.memory, case.pages, spec.huge_page_size, case.thp).map_err(
+            |e| {
+                setup_failure(
+                    &format!("mmap {} pages of {}", case.pages, spec.memory),
+                    e.desc(),
+                )
+            },
+        )?;
         let uffd = Uffd::open(OpenVia::Syscall, spec.user_mode_only)
             .map_err(|e| setup_failure("userfaultfd(2)", e.desc()))?;
         let api = uffd.api(spec.features).map_err(|e| {
@@ -143,12 +149,13 @@ impl Trial {
             report.register_ioctls = Some(ioctls);
         }
         let uffd = Arc::new(uffd);
+        let base = Arc::new(AtomicUsize::new(area.base()));
         let geometry = Geometry {
-            base: area.base(),
+            base: base.clone(),
             page_size: area.page_size,
             pages: area.pages,
         };
-        let handler = Handler::start(uffd.clone(), geometry)
+        let handler = Handler::start(uffd.clone(), geometry, case.resolve)
             .map_err(|e| setup_failure("start the fault handler", e))?;
         let pagemap =
             Pagemap::open_self().map_err(|e| setup_failure("open /proc/self/pagemap", e))?;
@@ -157,29 +164,71 @@ impl Trial {
             uffd,
             handler,
             pagemap,
+            features: spec.features,
+            base,
+            threads: vec![],
+            resolve: case.resolve,
         })
     }
 
-    fn pages(&self, pages: &Pages) -> Vec<usize> {
-        pages
-            .resolve(self.area.pages)
-            .expect("validated when loaded")
+    pub fn has(&self, f: Feature) -> bool {
+        self.features & f.bit() != 0
+    }
+
+    /// The context expected messages are made concrete in.
+    pub fn context(&self, tid: u32) -> Context {
+        Context {
+            base: self.area.base(),
+            page_size: self.area.page_size,
+            thread_id: self.has(Feature::ThreadId),
+            exact_address: self.has(Feature::ExactAddress),
+            tid,
+            from_child: false,
+        }
     }
 
     /// Runs one step: the operation's own checks, then the messages it raised.
-    fn step(&mut self, step: &Step) -> Checked {
+    fn step(&mut self, step: &Step) -> StepOutcome {
         let mark = self.handler.mark();
-        let (outcome, expected) = match &step.op {
-            Op::Write(a) => (
-                self.access(a, true),
-                a.faults.expand(&self.pages(&a.pages), true),
+        let ctx = self.context(gettid());
+        let (outcome, expected): (Checked, Vec<Expected>) = match &step.op {
+            Op::Write(a) | Op::Read(a) => {
+                let write = matches!(step.op, Op::Write(_));
+                if a.thread {
+                    return self.thread_access(a, write, mark);
+                }
+                let pages = pages_of(&self.area, &a.pages);
+                (
+                    memops::access(&self.area, a, write),
+                    ctx.access(&a.faults, &pages, write, 0),
+                )
+            }
+            Op::Poke(p) => {
+                memops::poke(&self.area, p.page, p.offset, p.value);
+                (Ok(vec![]), ctx.access(&p.faults, &[p.page], true, p.offset))
+            }
+            Op::Join(j) => {
+                for t in self.threads.drain(..) {
+                    let _ = t.join();
+                }
+                (Ok(vec![]), ctx.access(&j.faults, &[], true, 0))
+            }
+            Op::Protect(r) => (
+                self.range_ioctl("UFFDIO_WRITEPROTECT(WP)", &r.pages, &r.errno, |u, s, l| {
+                    u.writeprotect(s, l, UFFDIO_WRITEPROTECT_MODE_WP)
+                }),
+                vec![],
             ),
-            Op::Read(a) => (
-                self.access(a, false),
-                a.faults.expand(&self.pages(&a.pages), false),
+            Op::Unprotect(r) => (
+                self.range_ioctl("UFFDIO_WRITEPROTECT(0)", &r.pages, &r.errno, |u, s, l| {
+                    u.writeprotect(s, l, 0)
+                }),
+                vec![],
             ),
-            Op::Protect(r) => (self.writeprotect(r, UFFDIO_WRITEPROTECT_MODE_WP), vec![]),
-            Op::Unprotect(r) => (self.writeprotect(r, 0), vec![]),
+            Op::Wake(r) => (
+                self.range_ioctl("UFFDIO_WAKE", &r.pages, &r.errno, |u, s, l| u.wake(s, l)),
+                vec![],
+            ),
             Op::Register(r) => {
                 let mode = mode_mask(&r.modes);
                 (
@@ -195,14 +244,97 @@ impl Trial {
                 }),
                 vec![],
             ),
-            Op::Pagemap(p) => (self.check_pagemap(p), vec![]),
+            Op::Copy(i) => (self.install("UFFDIO_COPY", i), vec![]),
+            Op::Zeropage(i) => (self.install("UFFDIO_ZEROPAGE", i), vec![]),
+            Op::Continue(i) => (self.install("UFFDIO_CONTINUE", i), vec![]),
+            Op::Poison(i) => (self.install("UFFDIO_POISON", i), vec![]),
+            Op::Move(m) => {
+                let from = pages_of(&self.area, &m.from);
+                let to = pages_of(&self.area, &m.to);
+                let mode = if m.allow_src_holes {
+                    UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES
+                } else {
+                    0
+                };
+                let len = from.len() * self.area.page_size;
+                let r = self
+                    .uffd
+                    .move_(
+                        self.area.page_addr(to[0]),
+                        self.area.page_addr(from[0]),
+                        len,
+                        mode,
+                    )
+                    .map(drop);
+                (
+                    check_errno("UFFDIO_MOVE", m.errno.as_ref().map(ErrnoName::errno), r),
+                    vec![],
+                )
+            }
+            Op::Fill(f) => (self.fill(&pages_of(&self.area, &f.pages), f.data), vec![]),
+            Op::Pagemap(p) => (memops::check_pagemap(&self.area, &self.pagemap, p), vec![]),
+            Op::Scan(s) => (scan::run(&self.area, &self.pagemap, s), vec![]),
+            Op::Madvise(m) => {
+                let pages = pages_of(&self.area, &m.pages);
+                let r = memops::madvise(&self.area, &pages, m.advice);
+                let call = format!("madvise({:?})", m.advice);
+                let runs = self.runs_payload(&pages);
+                (
+                    check_errno(&call, m.errno.as_ref().map(ErrnoName::errno), r),
+                    ctx.events(&m.events, &|_| runs),
+                )
+            }
+            Op::SwapOut(s) => {
+                let pages = pages_of(&self.area, &s.pages);
+                match memops::swap_out(&self.area, &self.pagemap, &pages) {
+                    Ok(SwappedOut::All(observed)) => (Ok(observed), vec![]),
+                    Ok(SwappedOut::NotAll(reason)) => return StepOutcome::Skip(reason),
+                    Err(e) => (
+                        Err(vec![mismatch("madvise(MADV_PAGEOUT)", "success", e.desc())]),
+                        vec![],
+                    ),
+                }
+            }
+            Op::Mprotect(m) => {
+                let r = memops::mprotect(&self.area, &pages_of(&self.area, &m.pages), m.prot);
+                (check_errno("mprotect", None, r), vec![])
+            }
+            Op::Munmap(m) => {
+                let pages = pages_of(&self.area, &m.pages);
+                let runs = self.runs_payload(&pages);
+                (
+                    check_errno("munmap", None, memops::munmap(&self.area, &pages)),
+                    ctx.events(&m.events, &|_| runs),
+                )
+            }
+            Op::Mremap(m) => match self.area.move_to_fresh() {
+                Ok((old, new)) => {
+                    self.base.store(new, Ordering::SeqCst);
+                    let len = self.area.len() as u64;
+                    let payload = [old as u64, new as u64, len];
+                    let observed = vec![format!("moved 0x{old:x} -> 0x{new:x}")];
+                    (Ok(observed), ctx.events(&m.events, &|_| Some(payload)))
+                }
+                Err(e) => (Err(vec![mismatch("mremap", "success", e.desc())]), vec![]),
+            },
+            Op::Fork(f) => return fork::run(self, f, mark),
         };
+        self.finish(mark, outcome, &expected)
+    }
+
+    /// Combines an operation's own checks with the check of the messages since `mark`.
+    pub fn finish(
+        &self,
+        mark: (usize, usize),
+        outcome: Checked,
+        expected: &[Expected],
+    ) -> StepOutcome {
         let (messages, errors) = self.handler.since(mark);
         let (mut observed, mut mismatches) = match outcome {
             Ok(o) => (o, vec![]),
             Err(m) => (vec![], m),
         };
-        if let Err(m) = self.check_messages(&expected, &messages) {
+        if let Err(m) = expect::check(expected, &messages) {
             mismatches.push(m);
         }
         for e in errors {
@@ -214,203 +346,135 @@ impl Trial {
         }
         if mismatches.is_empty() {
             if !messages.is_empty() {
-                observed.push(format!("messages: {}", describe_messages(&messages)));
+                observed.push(format!(
+                    "messages: {}",
+                    expect::describe_messages(&messages)
+                ));
             }
-            Ok(observed)
+            StepOutcome::Done(observed)
         } else {
-            Err(mismatches)
+            StepOutcome::Failed(mismatches)
         }
     }
 
-    fn access(&mut self, a: &Access, write: bool) -> Checked {
-        let mut mismatches = Vec::new();
-        for p in self.pages(&a.pages) {
-            let addr = self.area.page_addr(p);
-            // SAFETY: the page is inside our mapping; faults are resolved by the handler.
-            unsafe {
-                if write {
-                    data::write_page(addr, self.area.page_size, p, a.data.unwrap_or(1));
-                } else {
-                    data::touch_read(addr);
-                    if let Some(gen) = a.data {
-                        if let Some((word, want, got)) =
-                            data::verify_page(addr, self.area.page_size, p, gen)
-                        {
-                            mismatches.push(mismatch(
-                                format!("data of page {p} at word {word}"),
-                                format!("{} (generation {gen})", data::explain(want)),
-                                data::explain(got),
-                            ));
-                        }
+    /// The payload of a REMOVE/UNMAP event over one run of pages (None for several runs).
+    fn runs_payload(&self, pages: &[usize]) -> Option<[u64; 3]> {
+        let runs = crate::case::pages::Pages::runs(pages);
+        match runs.as_slice() {
+            [(first, count)] => {
+                let start = self.area.page_addr(*first) as u64;
+                Some([start, start + (*count * self.area.page_size) as u64, 0])
+            }
+            _ => None,
+        }
+    }
+
+    /// An access from a new thread: waits until it finished, or, when faults are left
+    /// pending (`resolve: never`), until it raised a message and so blocks.
+    fn thread_access(&mut self, a: &Access, write: bool, mark: (usize, usize)) -> StepOutcome {
+        let pages = pages_of(&self.area, &a.pages);
+        let addrs: Vec<(usize, usize)> =
+            pages.iter().map(|&p| (p, self.area.page_addr(p))).collect();
+        let (page_size, gen) = (self.area.page_size, a.data.unwrap_or(1));
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let _ = tid_tx.send(gettid());
+            for (p, addr) in addrs {
+                // SAFETY: the page is in the trial's mapping; faults go to the handler.
+                unsafe {
+                    if write {
+                        data::write_page(addr, page_size, p, gen);
+                    } else {
+                        data::touch_read(addr);
                     }
                 }
             }
+        });
+        let tid = tid_rx.recv().unwrap_or(0);
+        let pending = self.resolve == Resolve::Never;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !(thread.is_finished() || pending && self.handler.mark().0 > mark.0)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_micros(200));
         }
-        if mismatches.is_empty() {
-            Ok(vec![])
+        let expected = self.context(tid).access(&a.faults, &pages, write, 0);
+        if thread.is_finished() {
+            let _ = thread.join();
         } else {
-            Err(mismatches)
+            self.threads.push(thread);
         }
+        self.finish(mark, Ok(vec![format!("thread {tid}")]), &expected)
     }
 
-    fn writeprotect(&mut self, r: &RangeOp, mode: u64) -> Checked {
-        let name = if mode & UFFDIO_WRITEPROTECT_MODE_WP != 0 {
-            "UFFDIO_WRITEPROTECT(WP)"
-        } else {
-            "UFFDIO_WRITEPROTECT(0)"
-        };
-        self.range_ioctl(name, &r.pages, &r.errno, |u, s, l| {
-            u.writeprotect(s, l, mode)
-        })
-    }
-
-    /// Runs `ioctl` over each run of consecutive pages and checks the errno expectation.
     fn range_ioctl(
         &self,
         name: &str,
-        pages: &Pages,
-        errno: &Option<crate::case::model::ErrnoName>,
+        pages: &crate::case::pages::Pages,
+        errno: &Option<ErrnoName>,
         ioctl: impl Fn(&Uffd, usize, usize) -> Result<(), Errno>,
     ) -> Checked {
-        let pages = self.pages(pages);
-        let mut result = Ok(());
-        for (first, count) in Pages::runs(&pages) {
-            result = ioctl(
-                &self.uffd,
-                self.area.page_addr(first),
-                count * self.area.page_size,
-            );
-            if result.is_err() {
-                break;
-            }
-        }
-        let observed = match result {
-            Ok(()) => "success".to_string(),
-            Err(e) => format!("{e:?} ({})", e.desc()),
-        };
-        let expected = match errno {
-            None => "success".to_string(),
-            Some(e) => format!("{:?} ({})", e.errno(), e.errno().desc()),
-        };
-        let ok = match (errno, result) {
-            (None, Ok(())) => true,
-            (Some(want), Err(got)) => want.errno() == got,
-            _ => false,
-        };
-        if ok {
-            Ok(vec![format!("{name}: {observed}")])
-        } else {
-            Err(vec![mismatch(name, expected, observed)])
-        }
+        let pages = pages_of(&self.area, pages);
+        let r = memops::over_runs(&self.area, &pages, |s, l| ioctl(&self.uffd, s, l));
+        check_errno(name, errno.as_ref().map(ErrnoName::errno), r)
     }
 
-    fn check_pagemap(&self, p: &PagemapExpect) -> Checked {
-        /// Name, bit number, expected value, and how to read it.
-        type PagemapBit<'a> = (&'a str, u32, Option<bool>, fn(Entry) -> bool);
-        let mut observed = Vec::new();
-        let mut mismatches = Vec::new();
-        let bits: [PagemapBit; 5] = [
-            ("wp", 57, p.wp, Entry::uffd_wp),
-            ("present", 63, p.present, Entry::present),
-            ("swapped", 62, p.swapped, Entry::swapped),
-            ("file", 61, p.file, Entry::file),
-            ("exclusive", 56, p.exclusive, Entry::exclusive),
-        ];
-        for page in self.pages(&p.pages) {
-            let entry = match self.pagemap.entry(self.area.page_addr(page)) {
-                Ok(e) => e,
-                Err(e) => {
-                    mismatches.push(mismatch(
-                        format!("pagemap of page {page}"),
-                        "an entry",
-                        e.to_string(),
-                    ));
-                    continue;
-                }
-            };
-            observed.push(format!("pagemap page {page}: {}", entry.describe()));
-            for (name, bit, want, get) in bits {
-                if let Some(want) = want {
-                    let got = get(entry);
-                    if got != want {
-                        mismatches.push(mismatch(
-                            format!("pagemap page {page} bit {bit} ({name})"),
-                            u8::from(want).to_string(),
-                            format!("{} [entry: {}]", u8::from(got), entry.describe()),
-                        ));
+    /// UFFDIO_COPY / ZEROPAGE / CONTINUE / POISON over the pages.
+    fn install(&self, name: &str, i: &Install) -> Checked {
+        let pages = pages_of(&self.area, &i.pages);
+        let dontwake = if i.dontwake { 1 } else { 0 };
+        let ps = self.area.page_size;
+        let mut src = vec![0u64; 0];
+        let r = memops::over_runs(&self.area, &pages, |start, len| {
+            let first = (start - self.area.base()) / ps;
+            match name {
+                "UFFDIO_COPY" => {
+                    // The source holds each page's own pattern, so contents can be checked.
+                    src.resize(len / 8, 0);
+                    for (k, chunk) in src.chunks_mut(ps / 8).enumerate() {
+                        // SAFETY: the chunk is a page-sized buffer we own.
+                        unsafe {
+                            data::write_page(
+                                chunk.as_mut_ptr() as usize,
+                                ps,
+                                first + k,
+                                i.data.unwrap_or(1),
+                            )
+                        };
                     }
+                    let mode = dontwake | if i.wp { UFFDIO_COPY_MODE_WP } else { 0 };
+                    self.uffd
+                        .copy(start, src.as_ptr() as usize, len, mode)
+                        .map(drop)
                 }
+                "UFFDIO_ZEROPAGE" => self.uffd.zeropage(start, len, dontwake).map(drop),
+                "UFFDIO_CONTINUE" => {
+                    let mode = dontwake | if i.wp { UFFDIO_CONTINUE_MODE_WP } else { 0 };
+                    self.uffd.continue_(start, len, mode).map(drop)
+                }
+                _ => self.uffd.poison(start, len, dontwake).map(drop),
             }
-        }
-        if mismatches.is_empty() {
-            Ok(observed)
-        } else {
-            Err(mismatches)
-        }
+        });
+        let mode = if i.wp { "(MODE_WP)" } else { "" };
+        check_errno(
+            &format!("{name}{mode}"),
+            i.errno.as_ref().map(ErrnoName::errno),
+            r,
+        )
     }
 
-    fn check_messages(&self, expected: &[MsgExpect], observed: &[Message]) -> Result<(), Mismatch> {
-        let matches = expected.len() == observed.len()
-            && expected
-                .iter()
-                .zip(observed)
-                .all(|(e, o)| self.message_matches(e, o));
-        if matches {
-            Ok(())
-        } else {
-            Err(mismatch(
-                "messages",
-                self.describe_expected(expected),
-                describe_messages(observed),
-            ))
+    /// Writes pages through the unregistered alias mapping of the file.
+    fn fill(&mut self, pages: &[usize], gen: u8) -> Checked {
+        let alias = match self.area.alias() {
+            Ok(a) => a,
+            Err(e) => return Err(vec![mismatch("mmap of the alias", "success", e.desc())]),
+        };
+        for &p in pages {
+            // SAFETY: the alias maps the same file, read-write, and is not registered.
+            unsafe {
+                data::write_page(alias + p * self.area.page_size, self.area.page_size, p, gen)
+            };
         }
+        Ok(vec![])
     }
-
-    fn message_matches(&self, e: &MsgExpect, o: &Message) -> bool {
-        if o.event != e.event.code() {
-            return false;
-        }
-        if e.event != EventKind::Pagefault {
-            return true;
-        }
-        let page_ok = e
-            .page
-            .is_none_or(|p| o.address() == self.area.page_addr(p) as u64);
-        let flags_ok = e.flags.as_ref().is_none_or(|f| flag_mask(f) == o.flags());
-        page_ok && flags_ok
-    }
-
-    fn describe_expected(&self, expected: &[MsgExpect]) -> String {
-        if expected.is_empty() {
-            return "no message".into();
-        }
-        let items: Vec<String> = expected
-            .iter()
-            .map(|e| {
-                let name = Message::event_name(e.event.code());
-                if e.event != EventKind::Pagefault {
-                    return name;
-                }
-                let flags = e
-                    .flags
-                    .as_ref()
-                    .map(|f| Message::flag_names(flag_mask(f)))
-                    .unwrap_or_else(|| "any flags".into());
-                let at = e
-                    .page
-                    .map(|p| format!(" @ page {p} (0x{:x})", self.area.page_addr(p)))
-                    .unwrap_or_default();
-                format!("{name} {flags}{at}")
-            })
-            .collect();
-        format!("[{}]", items.join(", "))
-    }
-}
-
-pub fn describe_messages(messages: &[Message]) -> String {
-    if messages.is_empty() {
-        return "no message".into();
-    }
-    let items: Vec<String> = messages.iter().map(Message::describe).collect();
-    format!("[{}]", items.join(", "))
 }

@@ -3,19 +3,22 @@
 //! before the faulting or forking thread can go on, so a step sees all messages it caused.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::record::Message;
+use crate::case::model::Resolve;
 use crate::kernel::uapi::*;
 use crate::kernel::uffd::Uffd;
 
-/// The part of the area the handler needs to know to resolve faults.
-#[derive(Debug, Clone, Copy)]
+/// The part of the area the handler needs to know to resolve faults. The base moves with
+/// mremap, so it is shared with the trial.
+#[derive(Debug, Clone)]
 pub struct Geometry {
-    pub base: usize,
+    pub base: Arc<AtomicUsize>,
     pub page_size: usize,
     pub pages: usize,
 }
@@ -23,8 +26,9 @@ pub struct Geometry {
 impl Geometry {
     fn page_of(&self, addr: u64) -> Option<usize> {
         let addr = addr as usize;
-        (addr >= self.base && addr < self.base + self.pages * self.page_size)
-            .then(|| (addr - self.base) / self.page_size)
+        let base = self.base.load(Ordering::SeqCst);
+        (addr >= base && addr < base + self.pages * self.page_size)
+            .then(|| (addr - base) / self.page_size)
     }
 }
 
@@ -42,13 +46,13 @@ pub struct Handler {
 }
 
 impl Handler {
-    pub fn start(uffd: Arc<Uffd>, geometry: Geometry) -> std::io::Result<Handler> {
+    pub fn start(uffd: Arc<Uffd>, geometry: Geometry, policy: Resolve) -> std::io::Result<Handler> {
         let log = Arc::new(Mutex::new(Log::default()));
         let (stop_rx, stop_tx) = nix::unistd::pipe()?;
         let thread_log = log.clone();
         let thread = std::thread::Builder::new()
             .name("uffd-handler".into())
-            .spawn(move || serve(vec![uffd], geometry, thread_log, stop_rx))?;
+            .spawn(move || serve(vec![uffd], geometry, policy, thread_log, stop_rx))?;
         Ok(Handler {
             log,
             stop_tx: Some(stop_tx),
@@ -93,7 +97,13 @@ impl Drop for Handler {
     }
 }
 
-fn serve(mut uffds: Vec<Arc<Uffd>>, geo: Geometry, log: Arc<Mutex<Log>>, stop_rx: OwnedFd) {
+fn serve(
+    mut uffds: Vec<Arc<Uffd>>,
+    geo: Geometry,
+    policy: Resolve,
+    log: Arc<Mutex<Log>>,
+    stop_rx: OwnedFd,
+) {
     // A zero page to resolve missing faults with UFFDIO_COPY (works on every memory type).
     let zero = vec![0u8; geo.page_size];
     loop {
@@ -138,7 +148,10 @@ fn serve(mut uffds: Vec<Arc<Uffd>>, geo: Geometry, log: Arc<Mutex<Log>>, stop_rx
             drop(guard);
             match msg.event {
                 UFFD_EVENT_PAGEFAULT => {
-                    if let Err(e) = resolve(&uffd, &geo, arg[0], arg[1], &zero) {
+                    if let Err(e) = resolve_retrying(&uffd, &geo, policy, arg[0], arg[1], &zero) {
+                        // Said at once too: if the faulting thread now hangs, the runner's
+                        // timeout report shows why.
+                        eprintln!("fault handler: {e}");
                         let mut g = log.lock().unwrap_or_else(|p| p.into_inner());
                         g.errors.push(e);
                     }
@@ -153,32 +166,74 @@ fn serve(mut uffds: Vec<Arc<Uffd>>, geo: Geometry, log: Arc<Mutex<Log>>, stop_rx
     }
 }
 
-/// Resolves one page fault on the page that holds `addr`.
-fn resolve(uffd: &Uffd, geo: &Geometry, flags: u64, addr: u64, zero: &[u8]) -> Result<(), String> {
+/// Resolves a fault, retrying while the kernel answers EAGAIN (the mm is changing: an event
+/// such as UNMAP or REMAP is in flight), as the uapi asks.
+fn resolve_retrying(
+    uffd: &Uffd,
+    geo: &Geometry,
+    policy: Resolve,
+    flags: u64,
+    addr: u64,
+    zero: &[u8],
+) -> Result<(), String> {
+    let mut last = Ok(());
+    for _ in 0..2000 {
+        last = resolve(uffd, geo, policy, flags, addr, zero);
+        match &last {
+            Err(e) if e.ends_with(nix::errno::Errno::EAGAIN.desc()) => {
+                std::thread::sleep(std::time::Duration::from_micros(500))
+            }
+            _ => return last,
+        }
+    }
+    last
+}
+
+/// Resolves one page fault on the page that holds `addr`, as `policy` says.
+fn resolve(
+    uffd: &Uffd,
+    geo: &Geometry,
+    policy: Resolve,
+    flags: u64,
+    addr: u64,
+    zero: &[u8],
+) -> Result<(), String> {
+    if policy == Resolve::Never {
+        return Ok(());
+    }
     let page = (addr as usize) & !(geo.page_size - 1);
     let len = geo.page_size;
     let what = Message::flag_names(flags);
+    let failed = |ioctl: &str, e: nix::errno::Errno| {
+        format!("{ioctl} on {what} fault at 0x{addr:x}: {}", e.desc())
+    };
     if flags & UFFD_PAGEFAULT_FLAG_WP != 0 {
         uffd.writeprotect(page, len, 0)
-            .map_err(|e| format!("unprotect on {what} fault at 0x{addr:x}: {}", e.desc()))
+            .map_err(|e| failed("UFFDIO_WRITEPROTECT(0)", e))
     } else if flags & UFFD_PAGEFAULT_FLAG_MINOR != 0 {
-        uffd.continue_(page, len, 0).map(drop).map_err(|e| {
-            format!(
-                "UFFDIO_CONTINUE on {what} fault at 0x{addr:x}: {}",
-                e.desc()
-            )
-        })
+        let mode = if policy == Resolve::ContinueWp {
+            UFFDIO_CONTINUE_MODE_WP
+        } else {
+            0
+        };
+        uffd.continue_(page, len, mode)
+            .map(drop)
+            .map_err(|e| failed("UFFDIO_CONTINUE", e))
     } else {
-        match uffd.copy(page, zero.as_ptr() as usize, len, 0) {
-            Ok(_) => Ok(()),
+        let result = match policy {
+            Resolve::Zeropage => uffd.zeropage(page, len, 0).map(drop),
+            Resolve::CopyWp => uffd
+                .copy(page, zero.as_ptr() as usize, len, UFFDIO_COPY_MODE_WP)
+                .map(drop),
+            _ => uffd.copy(page, zero.as_ptr() as usize, len, 0).map(drop),
+        };
+        match result {
+            Ok(()) => Ok(()),
             // Another thread resolved it first: wake the faulting thread to retry.
             Err(nix::errno::Errno::EEXIST) => {
-                uffd.wake(page, len).map_err(|e| e.desc().to_string())
+                uffd.wake(page, len).map_err(|e| failed("UFFDIO_WAKE", e))
             }
-            Err(e) => Err(format!(
-                "UFFDIO_COPY on {what} fault at 0x{addr:x}: {}",
-                e.desc()
-            )),
+            Err(e) => Err(failed("UFFDIO_COPY/ZEROPAGE", e)),
         }
     }
 }

@@ -3,13 +3,19 @@
 //! - [`record`]: the spec a trial process gets and the report it gives back.
 //! - [`child`]: the trial process's entry point.
 //! - [`exec`], [`handler`], [`data`]: running steps, serving faults, page contents.
+//! - [`expect`]: expected messages made concrete and compared.
+//! - [`memops`], [`fork`], [`scan`]: memory operations, the fork step, PAGEMAP_SCAN.
 //! - [`spawn`]: the runner's side: start the process, enforce the time limit, read the report.
 //! - [`verdict`]: what a trial's result means (pass, fail, skip) and how it reads.
 
 pub mod child;
 pub mod data;
 pub mod exec;
+pub mod expect;
+pub mod fork;
 pub mod handler;
+pub mod memops;
 pub mod record;
+pub mod scan;
 pub mod spawn;
 pub mod verdict;

@@ -146,7 +146,15 @@ impl Message {
                     Some(p) => format!("page {p} (0x{:x})", self.address()),
                     None => format!("0x{:x} (outside the area)", self.address()),
                 };
-                format!("pagefault {} @ {at}{uffd}", Self::flag_names(self.flags()))
+                let tid = if self.ptid() != 0 {
+                    format!(" tid {}", self.ptid())
+                } else {
+                    String::new()
+                };
+                format!(
+                    "pagefault {} @ {at}{tid}{uffd}",
+                    Self::flag_names(self.flags())
+                )
             }
             UFFD_EVENT_REMAP => format!(
                 "remap from 0x{:x} to 0x{:x} len 0x{:x}{uffd}",

@@ -84,12 +84,8 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
         let mut buf = Vec::new();
         let _ = stderr_pipe.read_to_end(&mut buf);
         let text = String::from_utf8_lossy(&buf).into_owned();
-        // Cut on a character boundary (str::ceil_char_boundary is newer than our MSRV).
-        let mut cut = text.len().saturating_sub(STDERR_KEEP);
-        while !text.is_char_boundary(cut) {
-            cut += 1;
-        }
-        text[cut..].to_string()
+        let cut = text.len().saturating_sub(STDERR_KEEP);
+        text[text.ceil_char_boundary(cut)..].to_string()
     });
 
     let deadline = Instant::now() + timeout;
@@ -122,13 +118,33 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
         }
     };
 
+    let tail = stderr
+        .lines()
+        .rev()
+        .take(5)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    let with_tail = |msg: String| {
+        if tail.is_empty() {
+            msg
+        } else {
+            format!("{msg}\n{tail}")
+        }
+    };
     if timed_out && report.is_none() {
         let msg = format!(
             "TIMEOUT: no result after {:.1} s, {} (the trial was killed)",
             timeout.as_secs_f64(),
             at(last_step)
         );
-        return (Verdict::fail(FailKind::Timeout, msg), None, stderr);
+        return (
+            Verdict::fail(FailKind::Timeout, with_tail(msg)),
+            None,
+            stderr,
+        );
     }
     if let Some(r) = report {
         return (Verdict::from_report(&r), Some(r), stderr);
@@ -143,15 +159,6 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
             )
         }
     };
-    let tail = stderr
-        .lines()
-        .rev()
-        .take(5)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n");
     let msg = match (status.signal(), status.code()) {
         (Some(sig), _) => {
             let name = nix::sys::signal::Signal::try_from(sig)
@@ -173,10 +180,5 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
     } else {
         FailKind::Error
     };
-    let msg = if tail.is_empty() {
-        msg
-    } else {
-        format!("{msg}\n{tail}")
-    };
-    (Verdict::fail(kind, msg), None, stderr)
+    (Verdict::fail(kind, with_tail(msg)), None, stderr)
 }

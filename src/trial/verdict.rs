@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::record::{Failure, Outcome, TrialReport};
-use crate::case::model::ExpectFailure;
+use crate::case::model::{ExpectFailure, ExpectedFailKind};
 use crate::kernel::memory::MemoryType;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,13 +56,20 @@ impl Verdict {
     /// Judges a meta-test: it passes when the trial failed at the expected step with every
     /// expected string in its message.
     pub fn judge_meta(self, expect: &ExpectFailure) -> Verdict {
-        let wanted_step = format!("step {} ", expect.step);
+        let (wanted_kind, wanted_step) = match expect.kind {
+            ExpectedFailKind::Mismatch => (FailKind::Mismatch, format!("step {} ", expect.step)),
+            ExpectedFailKind::Timeout => (FailKind::Timeout, format!("at step {}", expect.step)),
+            ExpectedFailKind::Signal => (FailKind::Signal, format!("at step {}", expect.step)),
+        };
+        let at_step = |m: &str| match expect.kind {
+            ExpectedFailKind::Mismatch => m.starts_with(&wanted_step),
+            _ => m.contains(&wanted_step),
+        };
         match self {
-            Verdict::Fail {
-                kind: FailKind::Mismatch,
-                message,
-            } if message.starts_with(&wanted_step)
-                && expect.contains.iter().all(|s| message.contains(s.as_str())) =>
+            Verdict::Fail { kind, message }
+                if kind == wanted_kind
+                    && at_step(&message)
+                    && expect.contains.iter().all(|s| message.contains(s.as_str())) =>
             {
                 Verdict::Pass
             }
@@ -76,8 +83,8 @@ impl Verdict {
                 Verdict::fail(
                     FailKind::Meta,
                     format!(
-                        "meta-test: expected a failure at step {} mentioning {:?}, but {got}",
-                        expect.step, expect.contains
+                        "meta-test: expected a {:?} failure at step {} mentioning {:?}, but {got}",
+                        wanted_kind, expect.step, expect.contains
                     ),
                 )
             }
@@ -150,6 +157,7 @@ mod tests {
     fn meta_passes_only_on_the_expected_failure() {
         let expect = ExpectFailure {
             step: 3,
+            kind: ExpectedFailKind::Mismatch,
             contains: vec!["expected [a]".into()],
         };
         assert_eq!(failing(3).judge_meta(&expect), Verdict::Pass);
@@ -157,6 +165,7 @@ mod tests {
         assert!(Verdict::Pass.judge_meta(&expect).is_failure());
         let other = ExpectFailure {
             step: 3,
+            kind: ExpectedFailKind::Mismatch,
             contains: vec!["observed [c]".into()],
         };
         assert!(failing(3).judge_meta(&other).is_failure());

@@ -19,7 +19,7 @@ pub struct Cpio {
 }
 
 fn pad4(bytes: &mut Vec<u8>) {
-    while bytes.len() % 4 != 0 {
+    while !bytes.len().is_multiple_of(4) {
         bytes.push(0);
     }
 }
@@ -152,7 +152,7 @@ mod tests {
         assert_eq!(&bytes[110..116], b"init\0\0");
         assert_eq!(&bytes[116..124], b"hello\0\0\0");
         assert_eq!(&bytes[124..130], MAGIC.as_bytes());
-        assert_eq!(bytes.len() % 4, 0);
+        assert!(bytes.len().is_multiple_of(4));
     }
 
     #[test]

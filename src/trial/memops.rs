@@ -1,0 +1,226 @@
+//! Memory operations on the trial's area that need no userfaultfd: accesses, madvise,
+//! mprotect, munmap, swap-out, and the pagemap check. Shared by the trial and fork children.
+
+use nix::errno::Errno;
+
+use super::data;
+use super::record::Mismatch;
+use crate::case::model::{Access, Advice, PagemapExpect, Prot};
+use crate::case::pages::Pages;
+use crate::kernel::memory::Area;
+use crate::kernel::pagemap::{Entry, Pagemap};
+
+pub fn mismatch(
+    check: impl Into<String>,
+    expected: impl Into<String>,
+    observed: impl Into<String>,
+) -> Mismatch {
+    Mismatch {
+        check: check.into(),
+        expected: expected.into(),
+        observed: observed.into(),
+    }
+}
+
+/// Observations on success, mismatches on failure.
+pub type Checked = Result<Vec<String>, Vec<Mismatch>>;
+
+pub fn checked(observed: Vec<String>, mismatches: Vec<Mismatch>) -> Checked {
+    if mismatches.is_empty() {
+        Ok(observed)
+    } else {
+        Err(mismatches)
+    }
+}
+
+pub fn pages_of(area: &Area, pages: &Pages) -> Vec<usize> {
+    pages.resolve(area.pages).expect("validated when loaded")
+}
+
+/// Writes or reads whole pages (in this thread); reads check contents when `data` is given.
+pub fn access(area: &Area, a: &Access, write: bool) -> Checked {
+    let mut mismatches = Vec::new();
+    for p in pages_of(area, &a.pages) {
+        let addr = area.page_addr(p);
+        // SAFETY: the page is inside the mapping; faults are resolved by the handler (or the
+        // case expects the process to die of a signal).
+        unsafe {
+            if write {
+                data::write_page(addr, area.page_size, p, a.data.unwrap_or(1));
+            } else {
+                data::touch_read(addr);
+                if let Some(gen) = a.data {
+                    if let Some((word, want, got)) = data::verify_page(addr, area.page_size, p, gen)
+                    {
+                        mismatches.push(mismatch(
+                            format!("data of page {p} at word {word}"),
+                            data::explain(want),
+                            data::explain(got),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    checked(vec![], mismatches)
+}
+
+/// Writes one byte at `offset` into `page`.
+pub fn poke(area: &Area, page: usize, offset: usize, value: u8) {
+    // SAFETY: offset is inside the page (validated); faults are resolved by the handler.
+    unsafe { std::ptr::write_volatile((area.page_addr(page) + offset) as *mut u8, value) };
+}
+
+/// Runs `call(addr, len)` over each run of consecutive pages; stops at the first error.
+pub fn over_runs(
+    area: &Area,
+    pages: &[usize],
+    mut call: impl FnMut(usize, usize) -> Result<(), Errno>,
+) -> Result<(), Errno> {
+    for (first, count) in Pages::runs(pages) {
+        call(area.page_addr(first), count * area.page_size)?;
+    }
+    Ok(())
+}
+
+pub fn madvise(area: &Area, pages: &[usize], advice: Advice) -> Result<(), Errno> {
+    over_runs(area, pages, |addr, len| {
+        // SAFETY: advice on our own mapping; destructive advice is what the case asks for.
+        Errno::result(unsafe { libc::madvise(addr as *mut libc::c_void, len, advice.raw()) })
+            .map(drop)
+    })
+}
+
+pub fn mprotect(area: &Area, pages: &[usize], prot: Prot) -> Result<(), Errno> {
+    let raw = match prot {
+        Prot::None => libc::PROT_NONE,
+        Prot::Read => libc::PROT_READ,
+        Prot::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
+    };
+    over_runs(area, pages, |addr, len| {
+        // SAFETY: changes protection of our own mapping only.
+        Errno::result(unsafe { libc::mprotect(addr as *mut libc::c_void, len, raw) }).map(drop)
+    })
+}
+
+pub fn munmap(area: &Area, pages: &[usize]) -> Result<(), Errno> {
+    over_runs(area, pages, |addr, len| {
+        // SAFETY: unmaps part of our own mapping; later steps touching it are the case's intent.
+        Errno::result(unsafe { libc::munmap(addr as *mut libc::c_void, len) }).map(drop)
+    })
+}
+
+/// Whether the page at `addr` is resident (mincore), for memory pagemap cannot show swapped.
+pub fn resident(addr: usize, len: usize) -> bool {
+    let mut vec = vec![0u8; len.div_ceil(crate::kernel::pagemap::base_page_size())];
+    // SAFETY: `vec` has one byte per base page of the range.
+    let ret = unsafe { libc::mincore(addr as *mut libc::c_void, len, vec.as_mut_ptr()) };
+    ret == 0 && vec[0] & 1 != 0
+}
+
+/// The result of MADV_PAGEOUT, verified per page.
+pub enum SwappedOut {
+    All(Vec<String>),
+    /// Reclaim kept some page in memory: the trial cannot test what it should.
+    NotAll(String),
+}
+
+/// MADV_PAGEOUT until every page is out (anon: bit 62; others: not resident), a few tries.
+pub fn swap_out(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<SwappedOut, Errno> {
+    let is_out = |p: usize| -> bool {
+        let entry = pagemap.entry(area.page_addr(p)).unwrap_or(Entry(0));
+        entry.swapped() || (!entry.present() && !resident(area.page_addr(p), area.page_size))
+    };
+    for _ in 0..3 {
+        madvise(area, pages, Advice::Pageout)?;
+        if pages.iter().all(|&p| is_out(p)) {
+            let observed = pages
+                .iter()
+                .map(|&p| {
+                    format!(
+                        "page {p} swapped out: {}",
+                        pagemap
+                            .entry(area.page_addr(p))
+                            .unwrap_or(Entry(0))
+                            .describe()
+                    )
+                })
+                .collect();
+            return Ok(SwappedOut::All(observed));
+        }
+    }
+    let kept: Vec<String> = pages
+        .iter()
+        .filter(|&&p| !is_out(p))
+        .map(|p| p.to_string())
+        .collect();
+    Ok(SwappedOut::NotAll(format!(
+        "MADV_PAGEOUT left page(s) {} in memory (no swap device, or reclaim declined them: shared, pinned or locked)",
+        kept.join(", ")
+    )))
+}
+
+/// A pagemap bit: its name, number, the expected value and how to read it.
+type BitCheck = (&'static str, u32, Option<bool>, fn(Entry) -> bool);
+
+/// Checks the named pagemap bits of each page.
+pub fn check_pagemap(area: &Area, pagemap: &Pagemap, p: &PagemapExpect) -> Checked {
+    let mut observed = Vec::new();
+    let mut mismatches = Vec::new();
+    let bits: [BitCheck; 5] = [
+        ("wp", 57, p.wp, Entry::uffd_wp),
+        ("present", 63, p.present, Entry::present),
+        ("swapped", 62, p.swapped, Entry::swapped),
+        ("file", 61, p.file, Entry::file),
+        ("exclusive", 56, p.exclusive, Entry::exclusive),
+    ];
+    for page in pages_of(area, &p.pages) {
+        let entry = match pagemap.entry(area.page_addr(page)) {
+            Ok(e) => e,
+            Err(e) => {
+                mismatches.push(mismatch(
+                    format!("pagemap of page {page}"),
+                    "an entry",
+                    e.to_string(),
+                ));
+                continue;
+            }
+        };
+        observed.push(format!("pagemap page {page}: {}", entry.describe()));
+        for (name, bit, want, get) in bits {
+            if let Some(want) = want {
+                let got = get(entry);
+                if got != want {
+                    mismatches.push(mismatch(
+                        format!("pagemap page {page} bit {bit} ({name})"),
+                        u8::from(want).to_string(),
+                        format!("{} [entry: {}]", u8::from(got), entry.describe()),
+                    ));
+                }
+            }
+        }
+    }
+    checked(observed, mismatches)
+}
+
+/// Compares an errno expectation with a result.
+pub fn check_errno(call: &str, want: Option<Errno>, got: Result<(), Errno>) -> Checked {
+    let show = |r: Result<(), Errno>| match r {
+        Ok(()) => "success".to_string(),
+        Err(e) => format!("{e:?} ({})", e.desc()),
+    };
+    let ok = match (want, got) {
+        (None, Ok(())) => true,
+        (Some(w), Err(g)) => w == g,
+        _ => false,
+    };
+    if ok {
+        Ok(vec![format!("{call}: {}", show(got))])
+    } else {
+        Err(vec![mismatch(
+            call,
+            show(want.map_or(Ok(()), Err)),
+            show(got),
+        )])
+    }
+}
