@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::trial::verdict::{FailKind, TrialResult, Verdict};
 
@@ -27,10 +28,27 @@ fn one_line(text: &str) -> String {
 }
 
 /// The `# ...` lines and the result line of one trial, at `indent`.
-fn trial_lines(out: &mut String, indent: &str, number: usize, name: &str, verdict: &Verdict) {
+/// A trial's run time as the diagnostic data of a result line without a directive
+/// (`ok 1 anon # 12 ms`, as the spec's `ok 5 check return code # rcode=0`); none when zero.
+fn time_data(duration: Duration) -> String {
+    match duration.as_millis() {
+        0 => String::new(),
+        ms => format!(" # {ms} ms"),
+    }
+}
+
+fn trial_lines(
+    out: &mut String,
+    indent: &str,
+    number: usize,
+    name: &str,
+    verdict: &Verdict,
+    duration: Duration,
+) {
     let name = description(name);
+    let time = time_data(duration);
     match verdict {
-        Verdict::Pass => out.push_str(&format!("{indent}ok {number} {name}\n")),
+        Verdict::Pass => out.push_str(&format!("{indent}ok {number} {name}{time}\n")),
         Verdict::Skip { reason } => out.push_str(&format!(
             "{indent}ok {number} {name} # SKIP {}\n",
             one_line(reason)
@@ -48,7 +66,7 @@ fn trial_lines(out: &mut String, indent: &str, number: usize, name: &str, verdic
                     out.push_str(&format!("{indent}not ok {number} {name} # ERROR {first}\n"))
                 }
                 FailKind::Mismatch | FailKind::Meta => {
-                    out.push_str(&format!("{indent}not ok {number} {name}\n"))
+                    out.push_str(&format!("{indent}not ok {number} {name}{time}\n"))
                 }
             }
         }
@@ -67,7 +85,7 @@ pub fn case_block(number: usize, case_name: &str, trials: &[&TrialResult]) -> St
     for (i, t) in trials.iter().enumerate() {
         // The memory type: the last part of `topic::case::memory`.
         let short = t.name.rsplit_once("::").map(|(_, m)| m).unwrap_or(&t.name);
-        trial_lines(&mut out, INDENT, i + 1, short, &t.verdict);
+        trial_lines(&mut out, INDENT, i + 1, short, &t.verdict, t.duration);
     }
     let failed = trials.iter().filter(|t| t.verdict.is_failure()).count();
     let skipped = trials
@@ -86,7 +104,14 @@ pub fn case_block(number: usize, case_name: &str, trials: &[&TrialResult]) -> St
     } else {
         Verdict::Pass
     };
-    trial_lines(&mut out, "", number, case_name, &case_verdict);
+    trial_lines(
+        &mut out,
+        "",
+        number,
+        case_name,
+        &case_verdict,
+        Duration::ZERO,
+    );
     out
 }
 
@@ -433,6 +458,29 @@ pub fn verdict_of(test: &KtapTest) -> Verdict {
     Verdict::fail(kind, message)
 }
 
+/// The run time a result line carries as its data (`12 ms`), or zero.
+pub fn duration_of(test: &KtapTest) -> Duration {
+    if test.directive.is_some() {
+        return Duration::ZERO;
+    }
+    test.data
+        .strip_suffix(" ms")
+        .and_then(|n| n.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::ZERO)
+}
+
+/// Trial run times by name, for trials whose result line carries one.
+pub fn trial_durations(doc: &KtapDocument) -> HashMap<String, Duration> {
+    let mut out = HashMap::new();
+    for case in &doc.tests {
+        for trial in &case.subtests {
+            out.insert(format!("{}::{}", case.name, trial.name), duration_of(trial));
+        }
+    }
+    out
+}
+
 /// Trial verdicts by name (`topic::case::memory`) from a document in this module's layout.
 pub fn trial_verdicts(doc: &KtapDocument) -> HashMap<String, Verdict> {
     let mut out = HashMap::new();
@@ -556,6 +604,26 @@ ok 3 pm::c # SKIP every memory type skipped
     }
 
     #[test]
+    fn run_times_travel_as_result_line_data() {
+        let mut results = sample();
+        results[0].duration = Duration::from_millis(12);
+        results[1].duration = Duration::from_millis(7);
+        let text = document(&results);
+        assert!(text.contains("  ok 1 anon # 12 ms\n"), "{text}");
+        assert!(text.contains("  not ok 2 shmem # 7 ms\n"), "{text}");
+        let doc = parse(&text).expect("a document");
+        let times = trial_durations(&doc);
+        assert_eq!(times["wp::a::anon"], Duration::from_millis(12));
+        assert_eq!(times["wp::a::shmem"], Duration::from_millis(7));
+        assert_eq!(
+            times["wp::a::hugetlb"],
+            Duration::ZERO,
+            "a skip carries no time"
+        );
+        assert_eq!(trial_verdicts(&doc)["wp::a::anon"], Verdict::Pass);
+    }
+
+    #[test]
     fn the_stream_writes_cases_in_plan_order_whatever_order_trials_finish_in() {
         let results = sample();
         let names: Vec<String> = results.iter().map(|r| r.name.clone()).collect();
@@ -639,7 +707,7 @@ ok 3 pm::c # SKIP every memory type skipped
     fn no_version_line_is_an_error_and_hashes_in_names_are_escaped() {
         assert!(parse("ok 1 a\n").is_err());
         let mut out = String::new();
-        trial_lines(&mut out, "", 1, "a#b\nc", &Verdict::Pass);
+        trial_lines(&mut out, "", 1, "a#b\nc", &Verdict::Pass, Duration::ZERO);
         assert_eq!(out, "ok 1 a_b c\n");
     }
 }

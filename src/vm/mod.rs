@@ -263,6 +263,7 @@ pub fn interpret_console(
         }
     }
     let verdicts = ktap::trial_verdicts(&doc);
+    let durations = ktap::trial_durations(&doc);
     let mut results: Vec<TrialResult> = names
         .iter()
         .map(|(name, memory)| {
@@ -278,7 +279,7 @@ pub fn interpret_console(
                 name: name.clone(),
                 memory: *memory,
                 verdict,
-                duration: Duration::ZERO,
+                duration: durations.get(name).copied().unwrap_or_default(),
                 report: None,
                 stderr: String::new(),
             }
