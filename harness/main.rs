@@ -72,6 +72,18 @@ fn main() {
         cli_failure_exits_1,
     ));
     trials.extend(output::trials());
+    trials.push(Trial::test(
+        "suite::cli-ktap-output-parses",
+        cli_ktap_output_parses,
+    ));
+    trials.push(Trial::ignorable_test(
+        "suite::vm-boots-a-debian-kernel",
+        vm_boots_a_debian_kernel,
+    ));
+    trials.push(Trial::test(
+        "suite::ci-configs-parse-and-name-real-scripts",
+        ci_configs_parse,
+    ));
 
     let conclusion = libtest_mimic::run(&args, trials);
     drop(guard);
@@ -165,6 +177,112 @@ fn cli_failure_exits_1() -> Result<(), Failed> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     if out.status.code() != Some(1) || !stdout.contains("step 3 `write pages 0 data 2`") {
         return Err(format!("exit {:?}, stdout: {stdout}", out.status.code()).into());
+    }
+    Ok(())
+}
+
+/// Boots the Debian kernel that ci/fetch-kernel caches under target/kernels and runs one case
+/// in it. Skips, with the reason, when qemu, the kernel or the static suite binary is missing
+/// (.ci/run provides all three).
+fn vm_boots_a_debian_kernel() -> Result<Completion, Failed> {
+    if uffd_conform::vm::qemu::find_qemu().is_none() {
+        return Ok(Completion::ignored_with(
+            "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)",
+        ));
+    }
+    let Some(kernel) = std::fs::read_dir(root().join("target/kernels"))
+        .ok()
+        .and_then(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.join("vmlinuz").is_file())
+                .max()
+        })
+    else {
+        return Ok(Completion::ignored_with(
+            "no kernel under target/kernels (run ci/fetch-kernel PACKAGE)",
+        ));
+    };
+    if let Err(e) = uffd_conform::vm::static_binary::locate(None) {
+        return Ok(Completion::ignored_with(e));
+    }
+    let out = cli()
+        .args([
+            "vm",
+            "--bisect",
+            "--timeout",
+            "600",
+            "-f",
+            "wp::protect-then-write-faults-once::",
+        ])
+        .arg("--kernel")
+        .arg(kernel.join("vmlinuz"))
+        .arg("--modules")
+        .arg(kernel.join("modules"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(0) || !stdout.contains("5 passed, 0 failed, 0 skipped") {
+        return Err(format!(
+            "exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
+            out.status.code()
+        )
+        .into());
+    }
+    Ok(Completion::Completed)
+}
+
+/// The example CI configs in ci/ are valid YAML, and every ci/ script they name exists.
+fn ci_configs_parse() -> Result<(), Failed> {
+    for file in ["ci/gitlab-ci.yml", "ci/github-actions.yml"] {
+        let text =
+            std::fs::read_to_string(root().join(file)).map_err(|e| format!("{file}: {e}"))?;
+        serde_saphyr::from_str::<serde_json::Value>(&text).map_err(|e| format!("{file}: {e}"))?;
+        for word in
+            text.split(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '(' || c == ')')
+        {
+            if let Some(script) = word
+                .strip_prefix("ci/")
+                .filter(|s| !s.is_empty() && !s.contains('$'))
+            {
+                let path = root().join("ci").join(script.trim_end_matches([';', ',']));
+                if !path.exists() {
+                    return Err(format!("{file} names {word}, which does not exist").into());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `run --format ktap` prints only KTAP on stdout, which our parser reads back completely.
+fn cli_ktap_output_parses() -> Result<(), Failed> {
+    let out = cli()
+        .args([
+            "run",
+            "--no-provision",
+            "--format",
+            "ktap",
+            "cases/wp/protect-then-write-faults-once.yaml",
+            "-f",
+            "::anon",
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let doc = uffd_conform::ktap::parse(&stdout).map_err(|e| format!("{e}: {stdout}"))?;
+    let verdicts = uffd_conform::ktap::trial_verdicts(&doc);
+    if !stdout.starts_with("KTAP version 1\n1..1\n")
+        || !doc.is_complete()
+        || stdout.contains("passed,")
+    {
+        return Err(format!("not clean KTAP: {:?}\n{stdout}", doc.problems).into());
+    }
+    if out.status.code() != Some(0)
+        || verdicts.get("wp::protect-then-write-faults-once::anon") != Some(&Verdict::Pass)
+    {
+        return Err(format!("exit {:?}, verdicts {verdicts:?}", out.status.code()).into());
     }
     Ok(())
 }

@@ -57,6 +57,17 @@ pub enum Command {
         #[arg(long, short = 'o', value_name = "FILE")]
         output: PathBuf,
     },
+    /// Boot a kernel under qemu and run the cases inside it (see docs/vm.md).
+    Vm(crate::vm::VmArgs),
+}
+
+/// What `run` prints on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Failures as they happen, then a summary.
+    Human,
+    /// KTAP version 1 (human progress goes to stderr).
+    Ktap,
 }
 
 #[derive(Args)]
@@ -87,6 +98,12 @@ pub struct RunArgs {
     /// rounds (exit 1 if any did).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: u32,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
+    /// Exit 0 good, 1 bad, 125 cannot test (for `git bisect run`; see README).
+    #[arg(long)]
+    pub bisect: bool,
 }
 
 /// Exit codes: 0 all passed or skipped, 1 a trial failed, 2 the suite could not run.
@@ -127,6 +144,7 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         Command::Compare { before, after } => output::compare::main(&before, &after),
         Command::Report { record, output } => output::html::main(&record, &output),
+        Command::Vm(args) => ExitCode::from(crate::vm::command(args)),
     }
 }
 
@@ -158,7 +176,7 @@ pub fn load_all(paths: &[PathBuf]) -> Option<Vec<LoadedCase>> {
     ok.then_some(cases)
 }
 
-fn select_trials(select: &Select) -> Result<Vec<PlannedTrial>, ExitCode> {
+pub(crate) fn select_trials(select: &Select) -> Result<Vec<PlannedTrial>, ExitCode> {
     let paths = if select.paths.is_empty() {
         vec![default_cases_dir()]
     } else {
@@ -175,19 +193,25 @@ fn select_trials(select: &Select) -> Result<Vec<PlannedTrial>, ExitCode> {
 }
 
 fn run_command(args: RunArgs) -> ExitCode {
+    let cannot_run = ExitCode::from(if args.bisect {
+        crate::bisect::UNTESTABLE
+    } else {
+        2
+    });
     let trials = match select_trials(&args.select) {
         Ok(t) => t,
-        Err(code) => return code,
+        Err(_) => return cannot_run,
     };
     if trials.is_empty() {
         eprintln!("error: no trial selected");
-        return ExitCode::from(2);
+        return cannot_run;
     }
-    let session = match Session::start(&args.output, trials.len(), args.verbose) {
+    let ktap_mode = args.format == OutputFormat::Ktap;
+    let session = match Session::start(&args.output, trials.len(), args.verbose, ktap_mode) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return cannot_run;
         }
     };
     let mut probe = Probe::run();
@@ -196,19 +220,25 @@ fn run_command(args: RunArgs) -> ExitCode {
     for note in guard.iter().flat_map(|g| g.notes.iter()) {
         eprintln!("provision: {note}");
     }
-    eprintln!(
-        "uffd-conform: {} trials on Linux {} ({} jobs)",
-        trials.len(),
-        probe.kernel_release,
-        args.jobs.unwrap_or_else(run::default_jobs)
-    );
     let jobs = args.jobs.unwrap_or_else(run::default_jobs);
+    eprintln!(
+        "uffd-conform: {} trials on Linux {} ({jobs} jobs)",
+        trials.len(),
+        probe.kernel_release
+    );
+    let ktap = ktap_mode.then(|| {
+        let names: Vec<String> = trials.iter().map(|t| t.name.clone()).collect();
+        crate::ktap::KtapStream::start(std::io::stdout(), &names)
+    });
     let mut rounds = Vec::new();
     for round in 1..=args.repeat {
-        // Later rounds only look for verdicts that change; round 1 is the run's record.
+        // Round 1 is the run's record; later rounds only look for verdicts that change.
         let results = run::run_all(&trials, &probe, jobs, &|r| {
             if round == 1 {
-                session.on_done(r)
+                if let Some(k) = &ktap {
+                    k.record(r);
+                }
+                session.on_done(r);
             }
         });
         rounds.push(results);
@@ -217,7 +247,12 @@ fn run_command(args: RunArgs) -> ExitCode {
     drop(guard);
     let flakes = crate::repeat::flakes(&rounds);
     if args.repeat > 1 {
-        print!("{}", crate::repeat::report(&rounds, &flakes));
+        let text = crate::repeat::report(&rounds, &flakes);
+        if ktap_mode {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
     }
     let select = &args.select;
     let selection = output::record::Selection {
@@ -241,10 +276,15 @@ fn run_command(args: RunArgs) -> ExitCode {
         },
         &rounds[0],
     );
-    if flakes.is_empty() {
-        code
-    } else {
+    if args.bisect {
+        let counts = crate::report::counts(&rounds[0]);
+        ExitCode::from(crate::bisect::exit_code(crate::bisect::RunOutcome::Ran(
+            counts,
+        )))
+    } else if !flakes.is_empty() {
         ExitCode::from(1)
+    } else {
+        code
     }
 }
 

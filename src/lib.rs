@@ -9,11 +9,16 @@
 //! - [`output`]: the run record (JSON) and the formats made from it (human, JUnit, HTML,
 //!   compare), baselines of known failures, the progress line.
 //! - [`repeat`]: `run --repeat N` and the trials whose verdict changed between rounds.
+//! - [`ktap`]: KTAP output and its parser.
+//! - [`bisect`]: `--bisect` exit codes.
+//! - [`vm`]: running the suite inside a kernel under qemu.
 
+pub mod bisect;
 pub mod case;
 pub mod cli;
 pub mod hostlock;
 pub mod kernel;
+pub mod ktap;
 pub mod output;
 pub mod plan;
 pub mod provision;
@@ -21,3 +26,4 @@ pub mod repeat;
 pub mod report;
 pub mod run;
 pub mod trial;
+pub mod vm;

@@ -49,7 +49,7 @@ impl PlannedTrial {
         }
         let case = &self.case.case;
         if self.needs_root && !probe.is_root {
-            return Some("needs root".into());
+            return Some("needs root (run the suite as root)".into());
         }
         if case.run_as == RunAs::Nobody && !probe.is_root {
             return Some("runs as nobody, which needs a root runner to switch users".into());

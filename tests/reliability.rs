@@ -111,7 +111,7 @@ fn crashing() -> String {
     case(
         "crashes",
         "memory: [anon]\npages: 2\n",
-        "  - write: {pages: all, data: 1}\n  - munmap: {pages: 0}\n  - write: {pages: 0, data: 2}\n",
+        "  - write: {pages: all, data: 1}\n  - mprotect: {pages: 0, prot: none}\n  - write: {pages: 0, data: 2}\n",
     )
 }
 

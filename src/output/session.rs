@@ -43,6 +43,7 @@ pub struct Session {
     verbose: bool,
     started_at: SystemTime,
     started: Instant,
+    human_to_stderr: bool,
 }
 
 /// What the run was, for the record.
@@ -65,7 +66,13 @@ fn create(path: &Option<PathBuf>) -> Result<Option<(PathBuf, File)>, String> {
 impl Session {
     /// Loads the baseline and creates the output files now, so that a typo fails before a
     /// long run rather than after it.
-    pub fn start(args: &OutputArgs, total: usize, verbose: bool) -> Result<Session, String> {
+    /// With `human_to_stderr` (KTAP owns stdout) the human lines and summary go to stderr.
+    pub fn start(
+        args: &OutputArgs,
+        total: usize,
+        verbose: bool,
+        human_to_stderr: bool,
+    ) -> Result<Session, String> {
         let baseline = args
             .baseline
             .as_ref()
@@ -77,6 +84,7 @@ impl Session {
             junit: create(&args.junit)?,
             progress: Progress::stderr(total),
             verbose,
+            human_to_stderr,
             started_at: SystemTime::now(),
             started: Instant::now(),
         })
@@ -87,7 +95,11 @@ impl Session {
         let t = TrialRecord::judge(r, self.baseline.as_ref());
         self.progress.finished(&t.name, t.status, || {
             if let Some(line) = human::trial_line(&t, self.verbose) {
-                println!("{line}");
+                if self.human_to_stderr {
+                    eprintln!("{line}");
+                } else {
+                    println!("{line}");
+                }
             }
         });
     }
@@ -122,7 +134,11 @@ impl Session {
                 write_failed = true;
             }
         }
-        print!("{}", human::summary(&record));
+        if self.human_to_stderr {
+            eprint!("{}", human::summary(&record));
+        } else {
+            print!("{}", human::summary(&record));
+        }
         if write_failed {
             ExitCode::from(2)
         } else if record.ok() {

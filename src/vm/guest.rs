@@ -1,0 +1,175 @@
+//! The guest side: the suite binary is the initramfs's `/init`. As PID 1 it mounts the
+//! pseudo-filesystems, loads the modules the host packed, runs the suite (a child process of
+//! the same binary, KTAP on the serial console), prints its exit code and powers off. It
+//! never returns: PID 1 exiting would panic the kernel, which the host would report as a
+//! kernel panic instead of what really happened.
+
+use std::ffi::CString;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the host puts the guest's configuration in the initramfs.
+pub const CONFIG_PATH: &str = "/uffd-conform/config.json";
+/// Where the cases go.
+pub const CASES_DIR: &str = "/cases";
+/// The line that carries the suite's exit code: `uffd-conform-guest: exit N`.
+pub const EXIT_MARKER: &str = "uffd-conform-guest: exit ";
+/// Prefix of the init's own log lines (unknown lines to a KTAP parser).
+const LOG: &str = "uffd-conform-guest:";
+
+/// finit_module(2) flag: the file is compressed and the kernel decompresses it.
+const MODULE_INIT_COMPRESSED_FILE: libc::c_uint = 4;
+
+/// What the host tells the guest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GuestConfig {
+    /// `run -f` filters.
+    pub filters: Vec<String>,
+    /// `run -j`.
+    pub jobs: Option<usize>,
+    /// Modules to load, in order.
+    pub modules: Vec<GuestModule>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GuestModule {
+    pub name: String,
+    /// Path inside the initramfs.
+    pub path: String,
+    pub compressed: bool,
+}
+
+impl GuestConfig {
+    /// The `run` arguments for the suite process.
+    pub fn run_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--format".into(),
+            "ktap".into(),
+            CASES_DIR.into(),
+        ];
+        for f in &self.filters {
+            args.extend(["-f".into(), f.clone()]);
+        }
+        if let Some(j) = self.jobs {
+            args.extend(["-j".into(), j.to_string()]);
+        }
+        args
+    }
+}
+
+/// True when this process is the kernel's first process (the initramfs's /init).
+pub fn is_init() -> bool {
+    std::process::id() == 1
+}
+
+/// Runs the guest and powers the machine off. Never returns.
+pub fn run_as_init() -> ! {
+    let code = match setup_and_run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{LOG} {e}");
+            2
+        }
+    };
+    println!("{EXIT_MARKER}{code}");
+    // SAFETY: sync(2) and reboot(2) have no memory-safety preconditions; as PID 1 we may
+    // power off, and must, or the host waits for its timeout.
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::RB_POWER_OFF);
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
+fn setup_and_run() -> Result<i32, String> {
+    for (source, target, fstype) in [
+        ("proc", "/proc", "proc"),
+        ("sysfs", "/sys", "sysfs"),
+        ("devtmpfs", "/dev", "devtmpfs"),
+    ] {
+        mount(source, target, fstype)?;
+    }
+    let text = std::fs::read_to_string(CONFIG_PATH).map_err(|e| format!("{CONFIG_PATH}: {e}"))?;
+    let config: GuestConfig =
+        serde_json::from_str(&text).map_err(|e| format!("{CONFIG_PATH}: {e}"))?;
+    for m in &config.modules {
+        match load_module(m) {
+            Ok(()) => eprintln!("{LOG} loaded module {}", m.name),
+            Err(e) => eprintln!("{LOG} module {}: {e}", m.name),
+        }
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+    let status = Command::new(exe)
+        .args(config.run_args())
+        .current_dir("/")
+        .env("PATH", "/")
+        .status()
+        .map_err(|e| format!("cannot start the suite: {e}"))?;
+    Ok(status.code().unwrap_or(2))
+}
+
+fn mount(source: &str, target: &str, fstype: &str) -> Result<(), String> {
+    let _ = std::fs::create_dir_all(target);
+    let c = |s: &str| CString::new(s).expect("no NUL in a constant");
+    let (src, tgt, fs) = (c(source), c(target), c(fstype));
+    // SAFETY: valid C strings; no data argument.
+    let ret = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
+    if ret != 0 {
+        let err = std::io::Error::last_os_error();
+        // Already mounted (the kernel may mount devtmpfs itself) is fine.
+        if err.raw_os_error() != Some(libc::EBUSY) {
+            return Err(format!("mount {fstype} on {target}: {err}"));
+        }
+    }
+    Ok(())
+}
+
+fn load_module(m: &GuestModule) -> Result<(), String> {
+    let file = std::fs::File::open(&m.path).map_err(|e| format!("{}: {e}", m.path))?;
+    let flags = if m.compressed {
+        MODULE_INIT_COMPRESSED_FILE
+    } else {
+        0
+    };
+    let params = CString::default();
+    // SAFETY: an open fd, an empty parameter string, and flags.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_finit_module,
+            file.as_raw_fd(),
+            params.as_ptr(),
+            flags,
+        )
+    };
+    if ret != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EEXIST) {
+            return Ok(());
+        }
+        return Err(format!("finit_module: {err}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_args_carry_filters_and_jobs() {
+        let c = GuestConfig {
+            filters: vec!["wp::".into()],
+            jobs: Some(2),
+            modules: vec![],
+        };
+        assert_eq!(
+            c.run_args(),
+            vec!["run", "--format", "ktap", "/cases", "-f", "wp::", "-j", "2"]
+        );
+    }
+}

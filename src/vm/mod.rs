@@ -1,0 +1,378 @@
+//! `uffd-conform vm`: run the suite inside a given kernel under qemu. The host builds an
+//! initramfs (static suite binary as /init, the selected cases, the modules the guest needs),
+//! boots it, reads KTAP off the serial console and reports each trial as a local run would:
+//! same lines, same summary, same exit codes. A kernel panic, Oops, BUG or WARNING on the
+//! console, a timeout, or a guest that stops before reporting every trial is a failure with a
+//! console excerpt, never a pass.
+//!
+//! - [`cpio`]: the newc archive writer.
+//! - [`initramfs`]: what goes in the archive.
+//! - [`modules`]: kernel modules for the guest, with their dependencies.
+//! - [`guest`]: the guest's /init.
+//! - [`qemu`]: booting and collecting the console.
+//! - [`console`]: kernel problems on the console.
+//! - [`static_binary`]: finding the statically linked suite binary.
+
+pub mod console;
+pub mod cpio;
+pub mod guest;
+pub mod initramfs;
+pub mod modules;
+pub mod qemu;
+pub mod static_binary;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::bisect::{self, RunOutcome};
+use crate::cli::{OutputFormat, Select};
+use crate::kernel::memory::MemoryType;
+use crate::plan::PlannedTrial;
+use crate::trial::verdict::{FailKind, TrialResult, Verdict};
+use crate::{ktap, report};
+
+#[derive(Args)]
+pub struct VmArgs {
+    #[command(flatten)]
+    pub select: Select,
+    /// The kernel image to boot (a bzImage, e.g. arch/x86/boot/bzImage or a package's vmlinuz).
+    #[arg(long)]
+    pub kernel: PathBuf,
+    /// The kernel's module tree (lib/modules/RELEASE), for zram and its compressors.
+    #[arg(long)]
+    pub modules: Option<PathBuf>,
+    /// Seconds before the VM is killed (boot + suite + power-off).
+    #[arg(long, default_value_t = 1200)]
+    pub timeout: u64,
+    /// Trials run at once inside the guest (default: the guest's cores).
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// Print every trial, and echo the guest console to stderr.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
+    /// Exit 0 good, 1 bad, 125 cannot test (for `git bisect run`).
+    #[arg(long)]
+    pub bisect: bool,
+    /// The statically linked suite binary for the guest (default: found in the target folder).
+    #[arg(long)]
+    pub suite_binary: Option<PathBuf>,
+    /// Save the guest's serial console here.
+    #[arg(long)]
+    pub console_log: Option<PathBuf>,
+    /// qemu accelerator; TCG works everywhere, KVM only where it really works.
+    #[arg(long, value_enum, default_value_t = qemu::Accel::Tcg)]
+    pub accel: qemu::Accel,
+    /// Guest memory (qemu -m).
+    #[arg(long, default_value = "2G")]
+    pub memory: String,
+    /// Guest cores (qemu -smp).
+    #[arg(long, default_value_t = 2)]
+    pub cpus: usize,
+}
+
+/// How a VM run ended, before any exit code is chosen.
+pub struct VmRun {
+    pub results: Vec<TrialResult>,
+    /// No verdict could be had (no boot, no KTAP); the reason, with a console excerpt.
+    pub untestable: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// The command: returns the process exit code.
+pub fn command(args: VmArgs) -> u8 {
+    let untestable_code = if args.bisect { bisect::UNTESTABLE } else { 2 };
+    let trials = match crate::cli::select_trials(&args.select) {
+        Ok(t) if !t.is_empty() => t,
+        Ok(_) => {
+            eprintln!("error: no trial selected");
+            return untestable_code;
+        }
+        Err(_) => return untestable_code,
+    };
+    let run = match run_in_vm(&args, &trials) {
+        Ok(run) => run,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return untestable_code;
+        }
+    };
+    eprintln!(
+        "uffd-conform: VM run took {:.1} s",
+        run.elapsed.as_secs_f64()
+    );
+    if let Some(why) = &run.untestable {
+        eprintln!("error: the kernel could not be tested: {why}");
+        return untestable_code;
+    }
+    let results = run.results;
+    let human = |line: String| match args.format {
+        OutputFormat::Human => print!("{line}"),
+        OutputFormat::Ktap => eprint!("{line}"),
+    };
+    if args.format == OutputFormat::Ktap {
+        print!("{}", ktap::document(&results));
+    }
+    for r in &results {
+        if args.verbose || r.verdict.is_failure() {
+            human(format!("{}\n", report::trial_line(r)));
+        }
+    }
+    human(report::summary(&results));
+    let counts = report::counts(&results);
+    if args.bisect {
+        bisect::exit_code(RunOutcome::Ran(counts))
+    } else {
+        u8::from(counts.failed > 0)
+    }
+}
+
+/// Builds the initramfs, boots, and turns the console into results.
+pub fn run_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> Result<VmRun, String> {
+    let qemu_bin = qemu::find_qemu()
+        .ok_or("qemu-system-x86_64 is not on PATH (Debian: apt-get install qemu-system-x86)")?;
+    if !args.kernel.is_file() {
+        return Err(format!("{}: no such kernel image", args.kernel.display()));
+    }
+    let (suite_path, suite) = static_binary::locate(args.suite_binary.as_deref())?;
+    let mut cases: BTreeMap<PathBuf, initramfs::CaseFile> = BTreeMap::new();
+    for t in trials {
+        if cases.contains_key(&t.case.file) {
+            continue;
+        }
+        let text =
+            std::fs::read(&t.case.file).map_err(|e| format!("{}: {e}", t.case.file.display()))?;
+        let file = initramfs::CaseFile {
+            topic: t.case.topic.clone(),
+            file_name: initramfs::file_name(&t.case.file),
+            text,
+        };
+        cases.insert(t.case.file.clone(), file);
+    }
+    let modules = match &args.modules {
+        Some(tree) => modules::collect(tree, modules::WANTED)?,
+        None => Vec::new(),
+    };
+    let config = guest::GuestConfig {
+        filters: args.select.filter.clone(),
+        jobs: args.jobs,
+        modules: Vec::new(),
+    };
+    let cases: Vec<initramfs::CaseFile> = cases.into_values().collect();
+    let archive = initramfs::build(&suite, &cases, &modules, config);
+    let work = std::env::temp_dir().join(format!("uffd-conform-vm-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let initrd = work.join("initramfs.cpio");
+    std::fs::write(&initrd, &archive).map_err(|e| format!("{}: {e}", initrd.display()))?;
+    eprintln!(
+        "uffd-conform: booting {} ({} trials, {} case files, modules [{}], suite {}, initramfs {} MiB, {:?})",
+        args.kernel.display(),
+        trials.len(),
+        cases.len(),
+        modules.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(" "),
+        suite_path.display(),
+        archive.len() >> 20,
+        args.accel
+    );
+    let options = qemu::QemuOptions {
+        qemu: qemu_bin,
+        kernel: args.kernel.clone(),
+        initrd: initrd.clone(),
+        accel: args.accel,
+        memory: args.memory.clone(),
+        cpus: args.cpus,
+        timeout: Duration::from_secs(args.timeout),
+    };
+    let verbose = args.verbose;
+    let boot = qemu::boot(&options, &mut |line| {
+        if verbose {
+            eprintln!("console: {line}");
+        }
+    });
+    let _ = std::fs::remove_dir_all(&work);
+    let boot = boot?;
+    if let Some(path) = &args.console_log {
+        std::fs::write(path, &boot.console).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(interpret(trials, &boot, args.timeout))
+}
+
+/// Turns a finished boot into results (pure: tested without qemu).
+pub fn interpret(trials: &[PlannedTrial], boot: &qemu::Boot, timeout_secs: u64) -> VmRun {
+    let names: Vec<(String, MemoryType)> =
+        trials.iter().map(|t| (t.name.clone(), t.memory)).collect();
+    let (results, untestable) =
+        interpret_console(&names, &boot.console, boot.timed_out, timeout_secs);
+    let untestable = untestable.map(|u| {
+        if boot.qemu_stderr.trim().is_empty() {
+            u
+        } else {
+            format!("{u}\nqemu said: {}", boot.qemu_stderr.trim())
+        }
+    });
+    VmRun {
+        results,
+        untestable,
+        elapsed: boot.elapsed,
+    }
+}
+
+/// The console of a run of trials `names` as results: one per trial, plus one failed
+/// `vm::kernel-log::console` result when the kernel reported problems. Returns the reason
+/// instead when the console has no KTAP at all.
+pub fn interpret_console(
+    names: &[(String, MemoryType)],
+    console: &str,
+    timed_out: bool,
+    timeout_secs: u64,
+) -> (Vec<TrialResult>, Option<String>) {
+    let problems = console::scan(console);
+    let ended = if timed_out {
+        format!("the VM did not finish within {timeout_secs} s and was killed")
+    } else if let Some(p) = problems.iter().find(|p| p.kind == "kernel panic") {
+        format!("the guest kernel panicked (console line {})", p.line)
+    } else if !console.contains(guest::EXIT_MARKER) {
+        "the guest stopped without saying the suite ended".to_string()
+    } else {
+        "the guest suite ended without reporting it".to_string()
+    };
+    let doc = match ktap::parse(console) {
+        Ok(doc) => doc,
+        Err(_) => {
+            return (
+                Vec::new(),
+                Some(format!(
+                    "no KTAP on the console: {ended}\n{}",
+                    console::tail(console, 30)
+                )),
+            )
+        }
+    };
+    let mut doc = doc;
+    // A case block cut off by a panic has no result line, so no name: it is the case at its
+    // position in the plan (the guest runs the same plan).
+    let groups = ktap::group_by_case(names.iter().map(|(n, _)| n.as_str()));
+    for (test, (case, _)) in doc.tests.iter_mut().zip(&groups) {
+        if test.name.is_empty() {
+            test.name = case.clone();
+        }
+    }
+    let verdicts = ktap::trial_verdicts(&doc);
+    let durations = ktap::trial_durations(&doc);
+    let mut results: Vec<TrialResult> = names
+        .iter()
+        .map(|(name, memory)| {
+            let verdict = verdicts.get(name).cloned().unwrap_or_else(|| {
+                let kind = if timed_out {
+                    FailKind::Timeout
+                } else {
+                    FailKind::Error
+                };
+                Verdict::fail(kind, format!("no result from the guest: {ended}"))
+            });
+            TrialResult {
+                name: name.clone(),
+                memory: *memory,
+                verdict,
+                duration: durations.get(name).copied().unwrap_or_default(),
+                report: None,
+                stderr: String::new(),
+            }
+        })
+        .collect();
+    if !problems.is_empty() {
+        let text = problems
+            .iter()
+            .map(|p| format!("{} at console line {}:\n{}", p.kind, p.line, p.excerpt))
+            .collect::<Vec<_>>()
+            .join("\n");
+        results.push(TrialResult {
+            name: "vm::kernel-log::console".into(),
+            // Not a trial on memory: the field is required, and no memory type is meant.
+            memory: MemoryType::Anon,
+            verdict: Verdict::fail(
+                FailKind::Error,
+                format!("the guest kernel reported problems:\n{text}"),
+            ),
+            duration: Duration::ZERO,
+            report: None,
+            stderr: String::new(),
+        });
+    }
+    (results, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> Vec<(String, MemoryType)> {
+        vec![
+            ("wp::a::anon".into(), MemoryType::Anon),
+            ("wp::a::shmem".into(), MemoryType::Shmem),
+        ]
+    }
+
+    #[test]
+    fn a_clean_console_gives_each_trial_its_verdict() {
+        let console = "boot\r\nKTAP version 1\r\n1..1\r\n  KTAP version 1\r\n  1..2\r\n  ok 1 anon\r\n  ok 2 shmem # SKIP no\r\nok 1 wp::a\r\nuffd-conform-guest: exit 0\r\n";
+        let (r, untestable) = interpret_console(&names(), console, false, 60);
+        assert!(untestable.is_none());
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].verdict, Verdict::Pass);
+        assert_eq!(
+            r[1].verdict,
+            Verdict::Skip {
+                reason: "no".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_panic_mid_run_fails_the_missing_trials_and_names_the_panic() {
+        let console = "KTAP version 1\n1..1\n  KTAP version 1\n  1..2\n  ok 1 anon\nKernel panic - not syncing: Fatal exception\n";
+        let (r, untestable) = interpret_console(&names(), console, false, 60);
+        assert!(untestable.is_none());
+        assert_eq!(r[0].verdict, Verdict::Pass);
+        let Verdict::Fail { message, .. } = &r[1].verdict else {
+            panic!("{:?}", r[1].verdict)
+        };
+        assert!(message.contains("panicked"), "{message}");
+        let Verdict::Fail { message, .. } = &r[2].verdict else {
+            panic!("{:?}", r[2].verdict)
+        };
+        assert!(
+            r[2].name == "vm::kernel-log::console"
+                && message.contains("Kernel panic - not syncing"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn no_ktap_is_untestable_and_a_timeout_is_never_a_pass() {
+        let (r, untestable) = interpret_console(&names(), "early boot\nhang\n", true, 60);
+        assert!(r.is_empty());
+        assert!(untestable.unwrap().contains("did not finish within 60 s"));
+        let (r, _) = interpret_console(&names(), "KTAP version 1\n1..1\n", true, 60);
+        assert!(r.iter().all(|r| matches!(
+            r.verdict,
+            Verdict::Fail {
+                kind: FailKind::Timeout,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn a_warning_after_passing_trials_fails_the_run() {
+        let console = "KTAP version 1\n1..1\n  KTAP version 1\n  1..2\n  ok 1 anon\n  ok 2 shmem\nok 1 wp::a\n------------[ cut here ]------------\nWARNING: CPU: 0 PID: 9 at mm/userfaultfd.c:1 x\nuffd-conform-guest: exit 0\n";
+        let (r, _) = interpret_console(&names(), console, false, 60);
+        assert_eq!(report::counts(&r).failed, 1);
+        assert_eq!(r[2].name, "vm::kernel-log::console");
+    }
+}

@@ -1,0 +1,134 @@
+//! Booting a kernel with an initramfs under qemu and collecting the serial console.
+//!
+//! TCG (software emulation) by default: it works everywhere, including machines where KVM is
+//! present but hangs. `--accel kvm` asks for KVM explicitly.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+pub struct QemuOptions {
+    pub qemu: PathBuf,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub accel: Accel,
+    pub memory: String,
+    pub cpus: usize,
+    pub timeout: Duration,
+}
+
+/// What happened to the VM.
+pub struct Boot {
+    pub console: String,
+    pub timed_out: bool,
+    /// qemu's own stderr (its errors).
+    pub qemu_stderr: String,
+    pub qemu_status: Option<std::process::ExitStatus>,
+    pub elapsed: Duration,
+}
+
+/// The kernel command line. `panic=-1` reboots at once on a panic and `-no-reboot` turns that
+/// reboot into qemu exiting, so a panic ends the run instead of waiting for the timeout.
+/// `loglevel=5` keeps boot chatter off the console but shows WARNINGs and worse.
+pub const APPEND: &str = "console=ttyS0 loglevel=5 panic=-1 mitigations=off";
+
+pub fn command(o: &QemuOptions) -> Command {
+    let mut c = Command::new(&o.qemu);
+    match o.accel {
+        Accel::Tcg => c.args(["-accel", "tcg", "-cpu", "max"]),
+        Accel::Kvm => c.args(["-accel", "kvm", "-cpu", "host"]),
+    };
+    c.args([
+        "-m",
+        &o.memory,
+        "-smp",
+        &o.cpus.to_string(),
+        "-nographic",
+        "-no-reboot",
+    ]);
+    c.arg("-kernel")
+        .arg(&o.kernel)
+        .arg("-initrd")
+        .arg(&o.initrd)
+        .args(["-append", APPEND]);
+    c
+}
+
+/// Boots and waits for the VM to power off, or kills it at the timeout. `on_line` sees each
+/// console line as it arrives.
+pub fn boot(o: &QemuOptions, on_line: &mut dyn FnMut(&str)) -> Result<Boot, String> {
+    let started = Instant::now();
+    let mut child = command(o)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", o.qemu.display()))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        while let Ok(n) = r.read_until(b'\n', &mut buf) {
+            if n == 0 || tx.send(String::from_utf8_lossy(&buf).into_owned()).is_err() {
+                break;
+            }
+            buf.clear();
+        }
+    });
+    let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+    let stderr_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr_pipe.read_to_string(&mut s);
+        s
+    });
+    let deadline = started + o.timeout;
+    let mut console = String::new();
+    let mut timed_out = false;
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                on_line(line.trim_end_matches(['\n', '\r']));
+                console.push_str(&line);
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                timed_out = true;
+                let _ = child.kill();
+                break;
+            }
+        }
+    }
+    let status = child.wait().ok();
+    let _ = reader.join();
+    Ok(Boot {
+        console,
+        timed_out,
+        qemu_stderr: stderr_reader.join().unwrap_or_default(),
+        qemu_status: status,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// `qemu-system-x86_64` on PATH, or None.
+pub fn find_qemu() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("qemu-system-x86_64"))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
