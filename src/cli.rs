@@ -57,6 +57,20 @@ pub enum Command {
         #[arg(long, short = 'o', value_name = "FILE")]
         output: PathBuf,
     },
+    /// Measure the suite: wall time, trials per second, per-trial phases, runner memory.
+    Bench {
+        #[command(flatten)]
+        select: Select,
+        /// Rounds to run (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Trials run at once (default: the number of cores).
+        #[arg(long, short = 'j')]
+        jobs: Option<usize>,
+        /// Do not provision huge pages or swap.
+        #[arg(long)]
+        no_provision: bool,
+    },
     /// Boot a kernel under qemu and run the cases inside it (see docs/vm.md).
     Vm(crate::vm::VmArgs),
 }
@@ -144,6 +158,20 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         Command::Compare { before, after } => output::compare::main(&before, &after),
         Command::Report { record, output } => output::html::main(&record, &output),
+        Command::Bench {
+            select,
+            rounds,
+            jobs,
+            no_provision,
+        } => match select_trials(&select) {
+            Ok(trials) => crate::bench::command(
+                &trials,
+                rounds,
+                jobs.unwrap_or_else(run::default_jobs),
+                no_provision,
+            ),
+            Err(code) => code,
+        },
         Command::Vm(args) => ExitCode::from(crate::vm::command(args)),
     }
 }

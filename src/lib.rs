@@ -13,6 +13,7 @@
 //! - [`bisect`]: `--bisect` exit codes.
 //! - [`vm`]: running the suite inside a kernel under qemu.
 
+pub mod bench;
 pub mod bisect;
 pub mod case;
 pub mod cli;

@@ -26,6 +26,7 @@ pub fn run_if_child() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
     }
+    let started = super::record::monotonic_ns();
     // Die with the runner: a trial stuck on a fault must not outlive it.
     // SAFETY: prctl(PR_SET_PDEATHSIG) has no memory-safety preconditions.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
@@ -48,7 +49,8 @@ pub fn run_if_child() {
             panic!("{PANIC_ENV} asked for a panic at step {step}");
         }
     };
-    let report = exec::run(&spec, &mut progress);
+    let mut report = exec::run(&spec, started, &mut progress);
+    report.timing.finished = super::record::monotonic_ns();
     emit(&ChildLine::Report(report));
     std::process::exit(0);
 }

@@ -50,8 +50,9 @@ fn setup_failure(what: &str, e: impl std::fmt::Display) -> Failure {
 }
 
 /// Runs the trial; `progress` is told each step before it runs.
-pub fn run(spec: &TrialSpec, progress: &mut dyn FnMut(usize)) -> TrialReport {
+pub fn run(spec: &TrialSpec, started: u64, progress: &mut dyn FnMut(usize)) -> TrialReport {
     let mut report = TrialReport::default();
+    report.timing.started = started;
     let mut trial = match Trial::setup(spec, &mut report) {
         Ok(t) => t,
         Err(f) => {
@@ -59,6 +60,7 @@ pub fn run(spec: &TrialSpec, progress: &mut dyn FnMut(usize)) -> TrialReport {
             return report;
         }
     };
+    let steps_started = monotonic_ns();
     for (i, step) in spec.case.steps.iter().enumerate() {
         let n = i + 1;
         progress(n);
@@ -105,6 +107,7 @@ pub fn run(spec: &TrialSpec, progress: &mut dyn FnMut(usize)) -> TrialReport {
             }
         }
     }
+    report.timing.steps = monotonic_ns() - steps_started;
     trial.handler.stop();
     report.messages = trial.handler.all_messages();
     // The process exits right after sending the report. Unmapping the area now would, with
@@ -136,6 +139,7 @@ pub fn gettid() -> u32 {
 impl Trial {
     fn setup(spec: &TrialSpec, report: &mut TrialReport) -> Result<Trial, Failure> {
         let case = &spec.case;
+        let t0 = monotonic_ns();
         let area = Area::map_with(spec.memory, case.pages, spec.huge_page_size, case.thp).map_err(
             |e| {
                 setup_failure(
@@ -144,6 +148,8 @@ impl Trial {
                 )
             },
         )?;
+        let t1 = monotonic_ns();
+        report.timing.memory = t1 - t0;
         let uffd = Uffd::open(OpenVia::Syscall, spec.user_mode_only)
             .map_err(|e| setup_failure("userfaultfd(2)", e.desc()))?;
         let api = uffd.api(spec.features).map_err(|e| {
@@ -164,6 +170,8 @@ impl Trial {
                 })?;
             report.register_ioctls = Some(ioctls);
         }
+        let t2 = monotonic_ns();
+        report.timing.uffd = t2 - t1;
         let uffd = Arc::new(uffd);
         let base = Arc::new(AtomicUsize::new(area.base()));
         let geometry = Geometry {
@@ -175,6 +183,7 @@ impl Trial {
             .map_err(|e| setup_failure("start the fault handler", e))?;
         let pagemap =
             Pagemap::open_self().map_err(|e| setup_failure("open /proc/self/pagemap", e))?;
+        report.timing.handler = monotonic_ns() - t2;
         Ok(Trial {
             area,
             uffd,

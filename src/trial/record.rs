@@ -37,6 +37,32 @@ pub struct TrialReport {
     /// Ioctls UFFDIO_API and the case's UFFDIO_REGISTER reported.
     pub api_ioctls: u64,
     pub register_ioctls: Option<u64>,
+    /// Where the trial process spent its time (for the benchmark).
+    #[serde(default)]
+    pub timing: Timing,
+}
+
+/// Phases of a trial process, in nanoseconds. `started` is CLOCK_MONOTONIC (system-wide), so
+/// the runner can tell how long the process took to start.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Timing {
+    /// Set by the runner: when it started the process, and when it had reaped it.
+    pub spawned: u64,
+    pub reaped: u64,
+    /// Set by the trial process.
+    pub started: u64,
+    pub memory: u64,
+    pub uffd: u64,
+    pub handler: u64,
+    pub steps: u64,
+    pub finished: u64,
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, comparable between processes.
+pub fn monotonic_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .unwrap_or(nix::sys::time::TimeSpec::new(0, 0));
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

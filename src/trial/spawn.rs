@@ -23,7 +23,12 @@ pub const NOBODY: u32 = 65534;
 /// Runs `spec` in a fresh process of the current executable.
 pub fn run_trial(name: &str, spec: &TrialSpec, timeout: Duration) -> TrialResult {
     let started = Instant::now();
-    let (verdict, report, stderr) = run_process(spec, timeout);
+    let spawned = super::record::monotonic_ns();
+    let (verdict, mut report, stderr) = run_process(spec, timeout);
+    if let Some(r) = &mut report {
+        r.timing.spawned = spawned;
+        r.timing.reaped = super::record::monotonic_ns();
+    }
     TrialResult {
         name: name.to_string(),
         memory: spec.memory,

@@ -1,0 +1,102 @@
+//! `uffd-conform bench`: runs the selected trials several times and prints wall time,
+//! trials per second, where a trial's time goes (process start, memory, uffd setup, handler,
+//! steps with their checks, report and reaping) and the runner's peak memory.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::kernel::probe::Probe;
+use crate::trial::verdict::TrialResult;
+use crate::{provision, run};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Peak resident set of this process (the runner), in MiB.
+fn runner_max_rss_mib() -> f64 {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF);
+    usage.map(|u| u.max_rss() as f64 / 1024.0).unwrap_or(0.0)
+}
+
+/// The per-trial phases, in microseconds, of trials that reported.
+fn phases(results: &[TrialResult]) -> Vec<(&'static str, f64)> {
+    let us = |ns: u64| ns as f64 / 1000.0;
+    let timings: Vec<_> = results
+        .iter()
+        .filter_map(|r| r.report.as_ref().map(|r| r.timing))
+        .collect();
+    let col = |f: &dyn Fn(&crate::trial::record::Timing) -> u64| {
+        median(timings.iter().map(|t| us(f(t))).collect())
+    };
+    vec![
+        (
+            "process start (spawn to main)",
+            col(&|t| t.started.saturating_sub(t.spawned)),
+        ),
+        ("memory (mmap, memfd)", col(&|t| t.memory)),
+        ("uffd setup (open, API, register)", col(&|t| t.uffd)),
+        ("handler thread and pagemap", col(&|t| t.handler)),
+        ("steps and their checks", col(&|t| t.steps)),
+        (
+            "report and reaping",
+            col(&|t| t.reaped.saturating_sub(t.finished)),
+        ),
+        ("whole trial", col(&|t| t.reaped.saturating_sub(t.spawned))),
+    ]
+}
+
+/// Runs `rounds` rounds of `trials` and prints the figures.
+pub fn command(
+    trials: &[crate::plan::PlannedTrial],
+    rounds: usize,
+    jobs: usize,
+    no_provision: bool,
+) -> ExitCode {
+    let mut probe = Probe::run();
+    let guard = (!no_provision).then(|| provision::provision(run::request_for(trials), &mut probe));
+    let mut walls = Vec::new();
+    let mut all = Vec::new();
+    let mut failed = 0;
+    for round in 1..=rounds.max(1) {
+        let start = Instant::now();
+        let results = run::run_all(trials, &probe, jobs, &|_| {});
+        let wall = start.elapsed();
+        failed += results.iter().filter(|r| r.verdict.is_failure()).count();
+        eprintln!(
+            "round {round}: {} trials in {:.3} s",
+            results.len(),
+            wall.as_secs_f64()
+        );
+        walls.push(wall);
+        all.extend(results);
+    }
+    drop(guard);
+    let wall = Duration::from_secs_f64(median(walls.iter().map(Duration::as_secs_f64).collect()));
+    println!("trials per round:   {}", trials.len());
+    println!("rounds:             {}", walls.len());
+    println!("jobs:               {jobs}");
+    println!(
+        "wall time (median): {:.3} s (min {:.3}, max {:.3})",
+        wall.as_secs_f64(),
+        walls.iter().min().unwrap_or(&wall).as_secs_f64(),
+        walls.iter().max().unwrap_or(&wall).as_secs_f64()
+    );
+    println!(
+        "trials per second:  {:.0}",
+        trials.len() as f64 / wall.as_secs_f64().max(1e-9)
+    );
+    println!("runner peak RSS:    {:.1} MiB", runner_max_rss_mib());
+    println!("per trial (median of {} trials, microseconds):", all.len());
+    for (name, us) in phases(&all) {
+        println!("  {name:<36} {us:>9.0}");
+    }
+    if failed > 0 {
+        println!("note: {failed} trial runs failed; the figures include them");
+    }
+    ExitCode::SUCCESS
+}
