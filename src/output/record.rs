@@ -586,6 +586,7 @@ pub mod sample {
             }],
             api_ioctls: 0,
             register_ioctls: None,
+            timing: Default::default(),
         });
         TrialResult {
             name: name.into(),
