@@ -82,7 +82,13 @@ impl Session {
             baseline,
             json: create(&args.json)?,
             junit: create(&args.junit)?,
-            progress: Progress::stderr(total),
+            // With KTAP on stdout the progress line stays off: on a console (a VM guest) stdout
+            // and stderr are one terminal, and `\r` updates would break KTAP lines.
+            progress: if human_to_stderr {
+                Progress::new(total, false, Box::new(std::io::sink()))
+            } else {
+                Progress::stderr(total)
+            },
             verbose,
             human_to_stderr,
             started_at: SystemTime::now(),

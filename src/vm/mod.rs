@@ -189,11 +189,31 @@ pub fn run_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> Result<VmRun, String
         timeout: Duration::from_secs(args.timeout),
     };
     let verbose = args.verbose;
+    // Phases for the benchmark: qemu start to the first KTAP line (boot), to the last
+    // result line (suite), to qemu's exit (power-off).
+    let start = std::time::Instant::now();
+    let (mut first_ktap, mut last_result) = (None, None);
     let boot = qemu::boot(&options, &mut |line| {
         if verbose {
             eprintln!("console: {line}");
         }
+        if first_ktap.is_none() && line.contains("KTAP version") {
+            first_ktap = Some(start.elapsed());
+        }
+        if line.trim_start().starts_with("ok ") || line.trim_start().starts_with("not ok ") {
+            last_result = Some(start.elapsed());
+        }
     });
+    let total = start.elapsed();
+    if let (Some(k), Some(r)) = (first_ktap, last_result) {
+        eprintln!(
+            "vm timing: boot {:.1} s, suite {:.1} s, power-off {:.1} s, total {:.1} s",
+            k.as_secs_f64(),
+            r.saturating_sub(k).as_secs_f64(),
+            total.saturating_sub(r).as_secs_f64(),
+            total.as_secs_f64()
+        );
+    }
     let _ = std::fs::remove_dir_all(&work);
     let boot = boot?;
     if let Some(path) = &args.console_log {
