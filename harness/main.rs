@@ -44,16 +44,30 @@ fn main() {
         eprintln!("provision: {note}");
     }
     let probe = Arc::new(probe);
+    let baseline = Arc::new(load_baseline());
 
     let mut trials: Vec<Trial> = planned
         .into_iter()
         .map(|t| {
             let probe = probe.clone();
+            let baseline = baseline.clone();
             Trial::ignorable_test(t.name.clone(), move || {
-                match run::run_planned(&t, &probe).verdict {
-                    Verdict::Pass => Ok(Completion::Completed),
-                    Verdict::Skip { reason } => Ok(Completion::ignored_with(reason)),
-                    Verdict::Fail { message, .. } => Err(Failed::from(message)),
+                let verdict = run::run_planned(&t, &probe).verdict;
+                let known = baseline.as_ref().as_ref().and_then(|(file, b)| {
+                    b.lookup(&t.name, t.memory).map(|e| (file.clone(), e.reason.clone()))
+                });
+                match (verdict, known) {
+                    (Verdict::Pass, None) => Ok(Completion::Completed),
+                    // A listed deviation that no longer happens must be noticed.
+                    (Verdict::Pass, Some((file, reason))) => Err(Failed::from(format!(
+                        "XPASS: {file} lists this trial as a known deviation ({reason}), but it passes: remove the entry"
+                    ))),
+                    (Verdict::Skip { reason }, _) => Ok(Completion::ignored_with(reason)),
+                    (Verdict::Fail { message, .. }, Some((file, reason))) => Ok(Completion::ignored_with(format!(
+                        "XFAIL, a known kernel deviation listed in {file} ({reason}): {}",
+                        message.replace('\n', " ")
+                    ))),
+                    (Verdict::Fail { message, .. }, None) => Err(Failed::from(message)),
                 }
             })
         })
@@ -88,6 +102,23 @@ fn main() {
     let conclusion = libtest_mimic::run(&args, trials);
     drop(guard);
     conclusion.exit();
+}
+
+/// The baseline of known kernel deviations named by UFFD_CONFORM_BASELINE, if any. Not used
+/// unless asked for: a kernel developer's run must show every deviation as a failure.
+fn load_baseline() -> Option<(String, uffd_conform::output::baseline::Baseline)> {
+    let path = std::env::var_os("UFFD_CONFORM_BASELINE")?;
+    let path = std::path::PathBuf::from(path);
+    match uffd_conform::output::baseline::Baseline::load(&path, true) {
+        Ok(b) => {
+            eprintln!("baseline: known deviations from {}", path.display());
+            Some((path.display().to_string(), b))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    }
 }
 
 /// schema/case.schema.json must be what the types generate (run `uffd-conform schema`).

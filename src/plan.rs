@@ -21,6 +21,8 @@ pub struct PlannedTrial {
     pub features: Vec<Feature>,
     pub huge_pages: u64,
     pub needs_swap: bool,
+    pub needs_ksm: bool,
+    pub needs_thp: bool,
     pub needs_root: bool,
 }
 
@@ -136,21 +138,28 @@ fn plan_one(case: Arc<LoadedCase>, memory: MemoryType) -> PlannedTrial {
         } else {
             0
         },
-        needs_swap: c.needs.contains(&Need::Swap) || swaps_out(&c.steps, memory),
-        needs_root: c.needs.contains(&Need::Root),
+        needs_swap: c.needs.contains(&Need::Swap)
+            || any_step(&c.steps, memory, &|op| matches!(op, Op::SwapOut(_))),
+        needs_ksm: any_step(&c.steps, memory, &|op| matches!(op, Op::KsmMerge(_))),
+        needs_thp: c.thp,
+        // PFNs (KSM merges, kpageflags) are zero for unprivileged readers.
+        needs_root: c.needs.contains(&Need::Root)
+            || any_step(&c.steps, memory, &|op| {
+                matches!(op, Op::KsmMerge(_) | Op::Collapse(_))
+                    || matches!(op, Op::Pagemap(p) if p.huge.is_some())
+            }),
         case,
     }
 }
 
-/// Whether any step (or fork child step) swaps pages out on this memory type.
-fn swaps_out(steps: &[crate::case::Step], memory: MemoryType) -> bool {
+/// Whether any step (or fork child step) on this memory type is one `pred` picks.
+fn any_step(steps: &[crate::case::Step], memory: MemoryType, pred: &dyn Fn(&Op) -> bool) -> bool {
     steps
         .iter()
         .filter(|s| s.applies_to(memory))
         .any(|s| match &s.op {
-            Op::SwapOut(_) => true,
-            Op::Fork(f) => swaps_out(&f.steps, memory),
-            _ => false,
+            Op::Fork(f) => pred(&s.op) || any_step(&f.steps, memory, pred),
+            op => pred(op),
         })
 }
 

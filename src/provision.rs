@@ -17,14 +17,33 @@ const SWAP_BYTES: u64 = 512 << 20;
 pub struct Request {
     pub huge_pages: u64,
     pub swap: bool,
+    /// ksmd running and scanning fast (for `ksm_merge` steps).
+    pub ksm: bool,
+    /// Transparent huge pages available on madvise, for anon and shmem (`collapse` steps).
+    pub thp: bool,
 }
+
+const THP: &str = "/sys/kernel/mm/transparent_hugepage";
+
+const KSM: &str = "/sys/kernel/mm/ksm";
 
 /// One change to undo.
 #[derive(Debug)]
 enum Undo {
-    HugePages { original: u64 },
-    Zram { id: u32 },
-    SwapFile { path: PathBuf },
+    HugePages {
+        original: u64,
+    },
+    /// A sysfs or procfs knob and the value it had.
+    Knob {
+        path: String,
+        original: String,
+    },
+    Zram {
+        id: u32,
+    },
+    SwapFile {
+        path: PathBuf,
+    },
 }
 
 static UNDO: Mutex<Vec<Undo>> = Mutex::new(Vec::new());
@@ -79,7 +98,7 @@ pub fn provision(req: Request, probe: &mut Probe) -> Guard {
         }
         return Guard { notes, _host: None };
     }
-    let needs_something = req.huge_pages > 0 || req.swap;
+    let needs_something = req.huge_pages > 0 || req.swap || req.ksm || req.thp;
     let host = needs_something.then(|| match crate::hostlock::try_lock("provision") {
         Some(l) => l,
         None => {
@@ -103,8 +122,91 @@ pub fn provision(req: Request, probe: &mut Probe) -> Guard {
             Err(e) => notes.push(format!("swap: {e}")),
         }
     }
+    if req.thp {
+        match allow_thp() {
+            Ok(Some(n)) => notes.push(n),
+            Ok(None) => {}
+            Err(e) => notes.push(format!("thp: {e}")),
+        }
+    }
+    if req.ksm {
+        match start_ksmd() {
+            Ok(n) => notes.push(n),
+            Err(e) => notes.push(format!("ksm: {e}")),
+        }
+    }
     probe.refresh_pools();
     Guard { notes, _host: host }
+}
+
+/// Sets a knob, recording its old value to restore.
+fn set_knob(path: &str, value: &str) -> Result<(), String> {
+    let original = fs::read_to_string(path)
+        .map_err(|e| format!("{path}: {e}"))?
+        .trim()
+        .to_string();
+    if original == value {
+        return Ok(());
+    }
+    change(
+        || {
+            Ok((
+                Undo::Knob {
+                    path: path.to_string(),
+                    original: original.clone(),
+                },
+                (),
+            ))
+        },
+        |()| write_str(path, value),
+    )
+}
+
+/// The selected value of a `a [b] c` sysfs choice.
+fn selected_choice(text: &str) -> Option<String> {
+    let start = text.find('[')? + 1;
+    let end = start + text[start..].find(']')?;
+    Some(text[start..end].to_string())
+}
+
+/// THP on madvise for anon and shmem when a knob says `never` (restored afterwards).
+fn allow_thp() -> Result<Option<String>, String> {
+    let mut changed = Vec::new();
+    for (knob, want) in [("enabled", "madvise"), ("shmem_enabled", "advise")] {
+        let path = format!("{THP}/{knob}");
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        if selected_choice(&text).as_deref() == Some("never") {
+            change(
+                || {
+                    Ok((
+                        Undo::Knob {
+                            path: path.clone(),
+                            original: "never".into(),
+                        },
+                        (),
+                    ))
+                },
+                |()| write_str(&path, want),
+            )?;
+            changed.push(format!("{knob} never -> {want}"));
+        }
+    }
+    Ok((!changed.is_empty()).then(|| {
+        format!(
+            "transparent_hugepage {} (restored afterwards)",
+            changed.join(", ")
+        )
+    }))
+}
+
+/// ksmd on, scanning quickly, so `ksm_merge` steps see merges within a second.
+fn start_ksmd() -> Result<String, String> {
+    set_knob(&format!("{KSM}/pages_to_scan"), "10000")?;
+    set_knob(&format!("{KSM}/sleep_millisecs"), "1")?;
+    set_knob(&format!("{KSM}/run"), "1")?;
+    Ok("ksmd running, fast scan (restored afterwards)".into())
 }
 
 fn read_u64(path: &str) -> Result<u64, String> {
@@ -235,6 +337,9 @@ pub fn restore() {
         match undo {
             Undo::HugePages { original } => {
                 let _ = write_str(NR_HUGEPAGES, &original.to_string());
+            }
+            Undo::Knob { path, original } => {
+                let _ = write_str(&path, &original);
             }
             Undo::Zram { id } => {
                 swapoff(Path::new(&format!("/dev/zram{id}")));

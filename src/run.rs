@@ -85,6 +85,8 @@ pub fn request_for(trials: &[PlannedTrial]) -> Request {
             },
         ),
         swap: trials.iter().any(|t| t.needs_swap),
+        ksm: trials.iter().any(|t| t.needs_ksm),
+        thp: trials.iter().any(|t| t.needs_thp),
     }
 }
 

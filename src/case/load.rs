@@ -345,11 +345,11 @@ fn validate_step(case: &Case, step: &Step, in_child: bool) -> Result<(), String>
     match op {
         Op::Register(r) => check_modes(&r.modes, &memory)?,
         Op::Pagemap(p)
-            if [p.wp, p.present, p.swapped, p.file, p.exclusive]
+            if [p.wp, p.present, p.swapped, p.file, p.exclusive, p.huge]
                 .iter()
                 .all(Option::is_none) =>
         {
-            return Err("`pagemap` checks no bit: name at least one of wp, present, swapped, file, exclusive".into());
+            return Err("`pagemap` checks no bit: name at least one of wp, present, swapped, file, exclusive, huge".into());
         }
         Op::Write(a) | Op::Read(a) if a.thread && in_child => {
             return Err("a fork child cannot start threads".into())
@@ -380,6 +380,14 @@ fn validate_step(case: &Case, step: &Step, in_child: bool) -> Result<(), String>
                 "page {} offset {} is outside the area's first 4096 bytes of a page",
                 p.page, p.offset
             ));
+        }
+        Op::Collapse(_) if memory.iter().any(|m| m.is_hugetlb()) || !case.thp => {
+            return Err(
+                "`collapse` needs `thp: true` and anon or shmem memory (limit with `only`)".into(),
+            );
+        }
+        Op::KsmMerge(_) if memory.iter().any(|m| m.is_shared() || m.is_hugetlb()) => {
+            return Err("KSM merges private pages only: `ksm_merge` applies to anon and shmem-private (limit with `only`)".into());
         }
         Op::Read(a) | Op::Write(a) if a.alias && memory.contains(&MemoryType::Anon) => {
             return Err(

@@ -639,6 +639,28 @@ pub struct PagemapExpect {
     /// Bit 56: exclusively mapped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclusive: Option<bool>,
+    /// Backed by a huge page (a transparent huge page or hugetlb), from /proc/kpageflags of
+    /// the page's PFN (needs root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub huge: Option<bool>,
+}
+
+/// MADV_COLLAPSE, verified: the pages are touched again and the first one must be backed by
+/// a transparent huge page (kpageflags; needs root). When the kernel declines to collapse
+/// (THP disabled, no huge page free), the trial is skipped with the reason.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Collapse {
+    pub pages: Pages,
+}
+
+/// MADV_MERGEABLE, then waits (up to 5 s) until ksmd has merged the pages into one KSM page
+/// (one PFN; needs root, and the pages must hold the same data, e.g. `data: 0`). When ksmd
+/// does not merge them, the trial is skipped with the reason.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KsmMerge {
+    pub pages: Pages,
 }
 
 /// An errno by its name, e.g. `EINVAL`.

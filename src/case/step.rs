@@ -119,6 +119,10 @@ operations! {
     CloseUffd(CloseUffd) = "close_uffd",
     /// A one-byte write through /proc/self/mem.
     ProcMemWrite(ProcMemWrite) = "proc_mem_write",
+    /// Merge the pages with KSM (verified by their PFN).
+    KsmMerge(KsmMerge) = "ksm_merge",
+    /// Collapse the pages into a transparent huge page (verified).
+    Collapse(Collapse) = "collapse",
 }
 
 impl Op {
@@ -138,6 +142,8 @@ impl Op {
             | Op::CloseUffd(_)
             | Op::ProcMemWrite(_) => vec![],
             Op::KernelWrite(k) => vec![&k.pages],
+            Op::KsmMerge(k) => vec![&k.pages],
+            Op::Collapse(c) => vec![&c.pages],
             Op::PunchHole(p) => vec![&p.pages],
             Op::Fill(f) => vec![&f.pages],
             Op::Copy(i) | Op::Zeropage(i) | Op::Continue(i) | Op::Poison(i) => vec![&i.pages],

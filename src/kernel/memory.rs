@@ -195,6 +195,11 @@ impl Area {
             memfd,
             alias: None,
         };
+        if thp {
+            // shmem_enabled=advise and enabled=madvise honour only areas that asked.
+            // SAFETY: advice on our own mapping.
+            unsafe { libc::madvise(area.base.as_ptr(), len, libc::MADV_HUGEPAGE) };
+        }
         if !memory.is_hugetlb() && !thp {
             // Keep base pages base pages unless a case asks for THP: a kernel configured
             // THP=always must not turn page-level expectations into huge-page ones.

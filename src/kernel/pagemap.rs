@@ -77,6 +77,15 @@ impl Entry {
     }
 }
 
+/// Whether the page frame is (part of) a huge page, from /proc/kpageflags (root):
+/// KPF_HUGE (17, hugetlb) or KPF_THP (22).
+pub fn frame_is_huge(pfn: u64) -> std::io::Result<bool> {
+    let mut buf = [0u8; 8];
+    File::open("/proc/kpageflags")?.read_exact_at(&mut buf, pfn * 8)?;
+    let flags = u64::from_ne_bytes(buf);
+    Ok(flags & (1 << 17 | 1 << 22) != 0)
+}
+
 /// An open /proc/self/pagemap.
 pub struct Pagemap {
     file: File,

@@ -394,6 +394,29 @@ impl Trial {
                 };
                 (checked, ctx.events(&m.events, &|_| runs))
             }
+            Op::Collapse(c) => {
+                let pages = pages_of(&self.area, &c.pages);
+                match memops::collapse(&self.area, &self.pagemap, &pages) {
+                    Ok(SwappedOut::All(observed)) => (Ok(observed), vec![]),
+                    Ok(SwappedOut::NotAll(reason)) => return StepOutcome::Skip(reason),
+                    Err(e) => (Err(vec![mismatch("pagemap", "an entry", e.desc())]), vec![]),
+                }
+            }
+            Op::KsmMerge(k) => {
+                let pages = pages_of(&self.area, &k.pages);
+                match memops::ksm_merge(&self.area, &self.pagemap, &pages) {
+                    Ok(SwappedOut::All(observed)) => (Ok(observed), vec![]),
+                    Ok(SwappedOut::NotAll(reason)) => return StepOutcome::Skip(reason),
+                    Err(e) => (
+                        Err(vec![mismatch(
+                            "madvise(MADV_MERGEABLE)",
+                            "success",
+                            e.desc(),
+                        )]),
+                        vec![],
+                    ),
+                }
+            }
             Op::SwapOut(s) => {
                 let pages = pages_of(&self.area, &s.pages);
                 match memops::swap_out(&self.area, &self.pagemap, &pages) {

@@ -201,6 +201,71 @@ pub fn swap_out(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Swapp
 /// A pagemap bit: its name, number, the expected value and how to read it.
 type BitCheck = (&'static str, u32, Option<bool>, fn(Entry) -> bool);
 
+/// MADV_COLLAPSE, then touches the pages and checks the first is backed by a huge page.
+pub fn collapse(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<SwappedOut, Errno> {
+    if let Err(e) = madvise(area, pages, Advice::Collapse) {
+        return Ok(SwappedOut::NotAll(format!(
+            "MADV_COLLAPSE declined: {e:?} ({})",
+            e.desc()
+        )));
+    }
+    for &p in pages {
+        // SAFETY: a read of our own mapping (faults are served by the handler).
+        unsafe { data::touch_read(area.page_addr(p)) };
+    }
+    let first = pages.first().copied().unwrap_or(0);
+    let entry = pagemap
+        .entry(area.page_addr(first))
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let huge = entry
+        .pfn()
+        .filter(|&f| f != 0)
+        .map(crate::kernel::pagemap::frame_is_huge);
+    match huge {
+        Some(Ok(true)) => Ok(SwappedOut::All(vec![format!(
+            "page {first} is in a transparent huge page ({})",
+            entry.describe()
+        )])),
+        Some(Ok(false)) => Ok(SwappedOut::NotAll(
+            "MADV_COLLAPSE succeeded but the pages are not in a huge page".into(),
+        )),
+        _ => Ok(SwappedOut::NotAll(format!(
+            "cannot tell whether page {first} is huge (no PFN: {})",
+            entry.describe()
+        ))),
+    }
+}
+
+/// MADV_MERGEABLE, then waits for ksmd to merge the pages into one frame.
+pub fn ksm_merge(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<SwappedOut, Errno> {
+    madvise(area, pages, Advice::Mergeable)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let pfns: Vec<Option<u64>> = pages
+            .iter()
+            .map(|&p| {
+                pagemap
+                    .entry(area.page_addr(p))
+                    .ok()
+                    .and_then(|e| e.pfn())
+                    .filter(|&f| f != 0)
+            })
+            .collect();
+        if pfns.iter().all(|f| f.is_some() && *f == pfns[0]) {
+            return Ok(SwappedOut::All(vec![format!(
+                "merged into PFN 0x{:x}",
+                pfns[0].unwrap_or(0)
+            )]));
+        }
+        if std::time::Instant::now() > deadline {
+            return Ok(SwappedOut::NotAll(
+                "ksmd did not merge the pages within 5 s (KSM off or slow; the suite starts it when it runs as root)".into(),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Checks the named pagemap bits of each page.
 pub fn check_pagemap(area: &Area, pagemap: &Pagemap, p: &PagemapExpect) -> Checked {
     let mut observed = Vec::new();
@@ -225,6 +290,25 @@ pub fn check_pagemap(area: &Area, pagemap: &Pagemap, p: &PagemapExpect) -> Check
             }
         };
         observed.push(format!("pagemap page {page}: {}", entry.describe()));
+        if let Some(want) = p.huge {
+            let got = match entry.pfn().filter(|&pfn| pfn != 0) {
+                Some(pfn) => crate::kernel::pagemap::frame_is_huge(pfn).map_err(|e| e.to_string()),
+                None => Err(format!("no PFN ({})", entry.describe())),
+            };
+            match got {
+                Ok(got) if got == want => {}
+                Ok(got) => mismatches.push(mismatch(
+                    format!("page {page} huge (kpageflags)"),
+                    u8::from(want).to_string(),
+                    u8::from(got).to_string(),
+                )),
+                Err(e) => mismatches.push(mismatch(
+                    format!("page {page} huge (kpageflags)"),
+                    u8::from(want).to_string(),
+                    e,
+                )),
+            }
+        }
         for (name, bit, want, get) in bits {
             if let Some(want) = want {
                 let got = get(entry);
