@@ -645,6 +645,20 @@ pub struct PagemapExpect {
     pub huge: Option<bool>,
 }
 
+/// Pins the pages long-term (io_uring fixed buffers: FOLL_WRITE | FOLL_LONGTERM) until an
+/// `unpin` step or the end of the trial. The pin takes write access, so pin before
+/// protecting. When io_uring is unavailable (kernel.io_uring_disabled), the trial is skipped.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PinPages {
+    pub pages: Pages,
+}
+
+/// Drops every pin taken by `pin` steps.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Unpin {}
+
 /// MADV_COLLAPSE, verified: the pages are touched again and the first one must be backed by
 /// a transparent huge page (kpageflags; needs root). When the kernel declines to collapse
 /// (THP disabled, no huge page free), the trial is skipped with the reason.

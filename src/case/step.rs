@@ -123,6 +123,10 @@ operations! {
     KsmMerge(KsmMerge) = "ksm_merge",
     /// Collapse the pages into a transparent huge page (verified).
     Collapse(Collapse) = "collapse",
+    /// Pin the pages long-term.
+    Pin(PinPages) = "pin",
+    /// Drop the pins.
+    Unpin(Unpin) = "unpin",
 }
 
 impl Op {
@@ -144,6 +148,8 @@ impl Op {
             Op::KernelWrite(k) => vec![&k.pages],
             Op::KsmMerge(k) => vec![&k.pages],
             Op::Collapse(c) => vec![&c.pages],
+            Op::Pin(p) => vec![&p.pages],
+            Op::Unpin(_) => vec![],
             Op::PunchHole(p) => vec![&p.pages],
             Op::Fill(f) => vec![&f.pages],
             Op::Copy(i) | Op::Zeropage(i) | Op::Continue(i) | Op::Poison(i) => vec![&i.pages],

@@ -3,6 +3,7 @@
 pub mod features;
 pub mod memory;
 pub mod pagemap;
+pub mod pin;
 pub mod probe;
 pub mod uapi;
 pub mod uffd;

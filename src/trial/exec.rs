@@ -31,6 +31,7 @@ pub(super) struct Trial {
     threads: Vec<JoinHandle<()>>,
     resolve: Resolve,
     user_mode_only: bool,
+    pins: Vec<crate::kernel::pin::Pin>,
 }
 
 /// What one step came to.
@@ -194,6 +195,7 @@ impl Trial {
             threads: vec![],
             resolve: case.resolve,
             user_mode_only: spec.user_mode_only,
+            pins: vec![],
         })
     }
 
@@ -393,6 +395,30 @@ impl Trial {
                     check_errno(&call, m.errno.as_ref().map(ErrnoName::errno), r)
                 };
                 (checked, ctx.events(&m.events, &|_| runs))
+            }
+            Op::Pin(p) => {
+                let pages = pages_of(&self.area, &p.pages);
+                let ranges: Vec<(usize, usize)> = crate::case::pages::Pages::runs(&pages)
+                    .into_iter()
+                    .map(|(first, n)| (self.area.page_addr(first), n * self.area.page_size))
+                    .collect();
+                match crate::kernel::pin::Pin::new(&ranges) {
+                    Ok(pin) => {
+                        self.pins.push(pin);
+                        (Ok(vec![format!("pinned {} range(s)", ranges.len())]), vec![])
+                    }
+                    Err(e @ (Errno::ENOSYS | Errno::EPERM | Errno::ENOMEM)) => {
+                        return StepOutcome::Skip(format!(
+                            "cannot pin through io_uring: {e:?} ({}); io_uring disabled (kernel.io_uring_disabled) or RLIMIT_MEMLOCK too low",
+                            e.desc()
+                        ))
+                    }
+                    Err(e) => (Err(vec![mismatch("io_uring_register(BUFFERS)", "success", e.desc())]), vec![]),
+                }
+            }
+            Op::Unpin(_) => {
+                self.pins.clear();
+                (Ok(vec![]), vec![])
             }
             Op::Collapse(c) => {
                 let pages = pages_of(&self.area, &c.pages);
