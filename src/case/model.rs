@@ -609,6 +609,12 @@ pub struct ProcMemWrite {
 pub struct RegisterOp {
     pub pages: Pages,
     pub modes: Vec<RegisterMode>,
+    /// Ioctls the kernel must report for the range (UFFDIO_REGISTER's `ioctls`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ioctls: Vec<IoctlName>,
+    /// Ioctls the kernel must not report for the range.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_ioctls: Vec<IoctlName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errno: Option<ErrnoName>,
     /// Raw mode bits sent instead of `modes` (for invalid-use cases).
@@ -617,6 +623,34 @@ pub struct RegisterOp {
     /// Move the range's start this many bytes up, keeping its length.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shift: Option<usize>,
+}
+
+/// A range ioctl as named in UFFDIO_REGISTER's `ioctls` mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IoctlName {
+    Wake,
+    Copy,
+    Zeropage,
+    Move,
+    Writeprotect,
+    Continue,
+    Poison,
+}
+
+impl IoctlName {
+    pub fn bit(self) -> u64 {
+        use crate::kernel::uapi::*;
+        1 << match self {
+            IoctlName::Wake => _UFFDIO_WAKE,
+            IoctlName::Copy => _UFFDIO_COPY,
+            IoctlName::Zeropage => _UFFDIO_ZEROPAGE,
+            IoctlName::Move => _UFFDIO_MOVE,
+            IoctlName::Writeprotect => _UFFDIO_WRITEPROTECT,
+            IoctlName::Continue => _UFFDIO_CONTINUE,
+            IoctlName::Poison => _UFFDIO_POISON,
+        }
+    }
 }
 
 /// Expected /proc/self/pagemap bits of each page; omitted bits are not checked.

@@ -118,6 +118,47 @@ pub fn run(spec: &TrialSpec, started: u64, progress: &mut dyn FnMut(usize)) -> T
     report
 }
 
+/// Names of the range ioctls in a mask.
+fn ioctl_names(mask: u64) -> String {
+    let names: Vec<&str> = crate::kernel::uapi::IOCTL_NAMES
+        .iter()
+        .filter(|(b, _)| mask & (1 << b) != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    names.join("|")
+}
+
+/// Checks UFFDIO_REGISTER's reported ioctls against `ioctls` / `no_ioctls`.
+fn check_ioctls(
+    reported: u64,
+    r: &crate::case::model::RegisterOp,
+    observed: &mut Vec<String>,
+) -> Result<(), Vec<Mismatch>> {
+    observed.push(format!("UFFDIO_REGISTER ioctls: {}", ioctl_names(reported)));
+    let want: u64 = r.ioctls.iter().fold(0, |m, i| m | i.bit());
+    let not: u64 = r.no_ioctls.iter().fold(0, |m, i| m | i.bit());
+    let mut mismatches = Vec::new();
+    if reported & want != want {
+        mismatches.push(mismatch(
+            "UFFDIO_REGISTER ioctls",
+            format!("including {}", ioctl_names(want)),
+            ioctl_names(reported),
+        ));
+    }
+    if reported & not != 0 {
+        mismatches.push(mismatch(
+            "UFFDIO_REGISTER ioctls",
+            format!("none of {}", ioctl_names(not)),
+            ioctl_names(reported),
+        ));
+    }
+    if mismatches.is_empty() {
+        Ok(())
+    } else {
+        Err(mismatches)
+    }
+}
+
 fn o_name(o: &Open) -> String {
     let via = match o.via {
         Via::Syscall => "userfaultfd(2)",
@@ -282,10 +323,13 @@ impl Trial {
             ),
             Op::Register(r) => {
                 let mode = r.mode.unwrap_or_else(|| mode_mask(&r.modes));
-                (
+                let reported = std::cell::Cell::new(0u64);
+                let checked =
                     self.range_ioctl("UFFDIO_REGISTER", &r.pages, &r.errno, r.shift, |u, s, l| {
-                        u.register(s, l, mode).map(drop)
-                    }),
+                        u.register(s, l, mode).map(|ioctls| reported.set(ioctls))
+                    });
+                (
+                    checked.and_then(|mut o| check_ioctls(reported.get(), r, &mut o).map(|_| o)),
                     vec![],
                 )
             }
