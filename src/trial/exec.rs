@@ -9,7 +9,7 @@ use nix::errno::Errno;
 
 use super::expect::{self, Context, Expected};
 use super::handler::{Geometry, Handler};
-use super::memops::{self, check_errno, mismatch, pages_of, Checked, SwappedOut};
+use super::memops::{self, check_errno, mismatch, pages_of, Checked, Verified};
 use super::record::*;
 use super::{data, fork, scan};
 use crate::case::model::{mode_mask, Access, ErrnoName, Install, Open, Resolve, Via};
@@ -467,16 +467,16 @@ impl Trial {
             Op::Collapse(c) => {
                 let pages = pages_of(&self.area, &c.pages);
                 match memops::collapse(&self.area, &self.pagemap, &pages) {
-                    Ok(SwappedOut::All(observed)) => (Ok(observed), vec![]),
-                    Ok(SwappedOut::NotAll(reason)) => return StepOutcome::Skip(reason),
+                    Ok(Verified::Done(observed)) => (Ok(observed), vec![]),
+                    Ok(Verified::Declined(reason)) => return StepOutcome::Skip(reason),
                     Err(e) => (Err(vec![mismatch("pagemap", "an entry", e.desc())]), vec![]),
                 }
             }
             Op::KsmMerge(k) => {
                 let pages = pages_of(&self.area, &k.pages);
                 match memops::ksm_merge(&self.area, &self.pagemap, &pages) {
-                    Ok(SwappedOut::All(observed)) => (Ok(observed), vec![]),
-                    Ok(SwappedOut::NotAll(reason)) => return StepOutcome::Skip(reason),
+                    Ok(Verified::Done(observed)) => (Ok(observed), vec![]),
+                    Ok(Verified::Declined(reason)) => return StepOutcome::Skip(reason),
                     Err(e) => (
                         Err(vec![mismatch(
                             "madvise(MADV_MERGEABLE)",
@@ -490,8 +490,8 @@ impl Trial {
             Op::SwapOut(s) => {
                 let pages = pages_of(&self.area, &s.pages);
                 match memops::swap_out(&self.area, &self.pagemap, &pages) {
-                    Ok(SwappedOut::All(observed)) => (Ok(observed), vec![]),
-                    Ok(SwappedOut::NotAll(reason)) => return StepOutcome::Skip(reason),
+                    Ok(Verified::Done(observed)) => (Ok(observed), vec![]),
+                    Ok(Verified::Declined(reason)) => return StepOutcome::Skip(reason),
                     Err(e) => (
                         Err(vec![mismatch("madvise(MADV_PAGEOUT)", "success", e.desc())]),
                         vec![],

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::exec::{gettid, StepOutcome, Trial};
 use super::expect::{self, Expected};
-use super::memops::{self, check_errno, mismatch, pages_of, Checked, SwappedOut};
+use super::memops::{self, check_errno, mismatch, pages_of, Checked, Verified};
 use super::record::Mismatch;
 use super::scan;
 use crate::case::model::{ErrnoName, Fork};
@@ -147,8 +147,8 @@ fn child_step(area: &Area, pagemap: &Pagemap, step: &Step) -> ChildStep {
             memops::munmap(area, &pages_of(area, &m.pages)),
         ),
         Op::SwapOut(s) => match memops::swap_out(area, pagemap, &pages_of(area, &s.pages)) {
-            Ok(SwappedOut::All(o)) => Ok(o),
-            Ok(SwappedOut::NotAll(reason)) => {
+            Ok(Verified::Done(o)) => Ok(o),
+            Ok(Verified::Declined(reason)) => {
                 return ChildStep {
                     skip: Some(reason),
                     ..Default::default()

@@ -151,15 +151,17 @@ pub fn resident(addr: usize, len: usize) -> bool {
     ret == 0 && vec[0] & 1 != 0
 }
 
-/// The result of MADV_PAGEOUT, verified per page.
-pub enum SwappedOut {
-    All(Vec<String>),
-    /// Reclaim kept some page in memory: the trial cannot test what it should.
-    NotAll(String),
+/// The result of an operation whose effect is verified (swap-out, KSM merge, collapse).
+pub enum Verified {
+    /// It happened; what was seen.
+    Done(Vec<String>),
+    /// The kernel or machine declined (reclaim kept a page, ksmd did not merge, no THP): the
+    /// trial cannot test what it should and is skipped with this reason.
+    Declined(String),
 }
 
 /// MADV_PAGEOUT until every page is out (anon: bit 62; others: not resident), a few tries.
-pub fn swap_out(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<SwappedOut, Errno> {
+pub fn swap_out(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Verified, Errno> {
     let is_out = |p: usize| -> bool {
         let entry = pagemap.entry(area.page_addr(p)).unwrap_or(Entry(0));
         entry.swapped() || (!entry.present() && !resident(area.page_addr(p), area.page_size))
@@ -184,7 +186,7 @@ pub fn swap_out(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Swapp
                     )
                 })
                 .collect();
-            return Ok(SwappedOut::All(observed));
+            return Ok(Verified::Done(observed));
         }
     }
     let kept: Vec<String> = pages
@@ -192,7 +194,7 @@ pub fn swap_out(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Swapp
         .filter(|&&p| !is_out(p))
         .map(|p| p.to_string())
         .collect();
-    Ok(SwappedOut::NotAll(format!(
+    Ok(Verified::Declined(format!(
         "MADV_PAGEOUT left page(s) {} in memory (no swap device, or reclaim declined them: shared, pinned or locked)",
         kept.join(", ")
     )))
@@ -202,9 +204,9 @@ pub fn swap_out(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Swapp
 type BitCheck = (&'static str, u32, Option<bool>, fn(Entry) -> bool);
 
 /// MADV_COLLAPSE, then touches the pages and checks the first is backed by a huge page.
-pub fn collapse(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<SwappedOut, Errno> {
+pub fn collapse(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Verified, Errno> {
     if let Err(e) = madvise(area, pages, Advice::Collapse) {
-        return Ok(SwappedOut::NotAll(format!(
+        return Ok(Verified::Declined(format!(
             "MADV_COLLAPSE declined: {e:?} ({})",
             e.desc()
         )));
@@ -222,14 +224,14 @@ pub fn collapse(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Swapp
         .filter(|&f| f != 0)
         .map(crate::kernel::pagemap::frame_is_huge);
     match huge {
-        Some(Ok(true)) => Ok(SwappedOut::All(vec![format!(
+        Some(Ok(true)) => Ok(Verified::Done(vec![format!(
             "page {first} is in a transparent huge page ({})",
             entry.describe()
         )])),
-        Some(Ok(false)) => Ok(SwappedOut::NotAll(
+        Some(Ok(false)) => Ok(Verified::Declined(
             "MADV_COLLAPSE succeeded but the pages are not in a huge page".into(),
         )),
-        _ => Ok(SwappedOut::NotAll(format!(
+        _ => Ok(Verified::Declined(format!(
             "cannot tell whether page {first} is huge (no PFN: {})",
             entry.describe()
         ))),
@@ -237,7 +239,7 @@ pub fn collapse(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Swapp
 }
 
 /// MADV_MERGEABLE, then waits for ksmd to merge the pages into one frame.
-pub fn ksm_merge(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<SwappedOut, Errno> {
+pub fn ksm_merge(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Verified, Errno> {
     madvise(area, pages, Advice::Mergeable)?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
@@ -252,13 +254,13 @@ pub fn ksm_merge(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Swap
             })
             .collect();
         if pfns.iter().all(|f| f.is_some() && *f == pfns[0]) {
-            return Ok(SwappedOut::All(vec![format!(
+            return Ok(Verified::Done(vec![format!(
                 "merged into PFN 0x{:x}",
                 pfns[0].unwrap_or(0)
             )]));
         }
         if std::time::Instant::now() > deadline {
-            return Ok(SwappedOut::NotAll(
+            return Ok(Verified::Declined(
                 "ksmd did not merge the pages within 5 s (KSM off or slow; the suite starts it when it runs as root)".into(),
             ));
         }
