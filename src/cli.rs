@@ -368,5 +368,18 @@ pub fn describe_probe(p: &Probe) -> String {
             None => "not probed",
         }
     );
+    out += &format!(
+        "PAGEMAP_SCAN: {}\nUFFDIO_CONTINUE_MODE_WP: {}\n",
+        if p.pagemap_scan {
+            "available"
+        } else {
+            "not available"
+        },
+        if p.continue_mode_wp {
+            "accepted"
+        } else {
+            "not accepted (or not probed: needs MINOR_SHMEM)"
+        }
+    );
     out
 }

@@ -23,6 +23,9 @@ pub struct PlannedTrial {
     pub needs_swap: bool,
     pub needs_ksm: bool,
     pub needs_thp: bool,
+    /// Capabilities no feature bit advertises, probed directly.
+    pub uses_scan: bool,
+    pub uses_continue_wp: bool,
     pub needs_root: bool,
 }
 
@@ -50,6 +53,12 @@ impl PlannedTrial {
             ));
         }
         let case = &self.case.case;
+        if self.uses_scan && !probe.pagemap_scan {
+            return Some("kernel lacks PAGEMAP_SCAN on /proc/PID/pagemap (6.7)".into());
+        }
+        if self.uses_continue_wp && !probe.continue_mode_wp {
+            return Some("kernel's UFFDIO_CONTINUE lacks UFFDIO_CONTINUE_MODE_WP (6.4)".into());
+        }
         if self.needs_root && !probe.is_root {
             return Some("needs root (run the suite as root)".into());
         }
@@ -142,6 +151,13 @@ fn plan_one(case: Arc<LoadedCase>, memory: MemoryType) -> PlannedTrial {
             || any_step(&c.steps, memory, &|op| matches!(op, Op::SwapOut(_))),
         needs_ksm: any_step(&c.steps, memory, &|op| matches!(op, Op::KsmMerge(_))),
         needs_thp: c.thp,
+        uses_scan: any_step(&c.steps, memory, &|op| matches!(op, Op::Scan(_))),
+        uses_continue_wp: c.resolve == crate::case::model::Resolve::ContinueWp
+            || any_step(
+                &c.steps,
+                memory,
+                &|op| matches!(op, Op::Continue(i) if i.wp),
+            ),
         // PFNs (KSM merges, kpageflags) are zero for unprivileged readers.
         needs_root: c.needs.contains(&Need::Root)
             || any_step(&c.steps, memory, &|op| {

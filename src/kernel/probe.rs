@@ -25,6 +25,12 @@ pub struct Probe {
     pub unprivileged_userfaultfd: Option<u32>,
     /// Whether pagemap shows bit 57 on a write-protected anon page (5.14+); None: not probed.
     pub pagemap_wp_bit: Option<bool>,
+    /// PAGEMAP_SCAN (6.7) answers on /proc/self/pagemap: no feature bit tells.
+    #[serde(default)]
+    pub pagemap_scan: bool,
+    /// UFFDIO_CONTINUE accepts UFFDIO_CONTINUE_MODE_WP (6.4): no feature bit tells.
+    #[serde(default)]
+    pub continue_mode_wp: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +67,10 @@ impl Probe {
             .as_ref()
             .ok()
             .and_then(|caps| probe_pagemap_wp_bit(caps).ok());
+        let continue_mode_wp = uffd
+            .as_ref()
+            .ok()
+            .is_some_and(|caps| probe_continue_mode_wp(caps).unwrap_or(false));
         Probe {
             kernel_release,
             kernel_version,
@@ -81,6 +91,8 @@ impl Probe {
             .ok()
             .and_then(|s| s.trim().parse().ok()),
             pagemap_wp_bit,
+            pagemap_scan: probe_pagemap_scan(),
+            continue_mode_wp,
         }
     }
 
@@ -159,4 +171,50 @@ fn probe_pagemap_wp_bit(caps: &UffdCaps) -> Result<bool, String> {
         .entry(area.base())
         .map_err(|e| e.to_string())?;
     Ok(entry.uffd_wp())
+}
+
+/// Whether PAGEMAP_SCAN exists: an empty scan of one page of our own stack answers
+/// anything but ENOTTY.
+fn probe_pagemap_scan() -> bool {
+    let Ok(pagemap) = Pagemap::open_self() else {
+        return false;
+    };
+    let page = super::pagemap::base_page_size();
+    let here = &page as *const usize as usize & !(page - 1);
+    let arg = super::uapi::PmScanArg {
+        start: here as u64,
+        end: (here + page) as u64,
+        return_mask: super::uapi::PAGE_IS_PRESENT,
+        ..Default::default()
+    };
+    !matches!(pagemap.scan(arg, 1), Err(nix::errno::Errno::ENOTTY))
+}
+
+/// Whether UFFDIO_CONTINUE takes MODE_WP: a page in a memfd's page cache, mapped MINOR|WP,
+/// continued with MODE_WP (EINVAL on kernels without the mode).
+fn probe_continue_mode_wp(caps: &UffdCaps) -> Result<bool, String> {
+    let need = Feature::MinorShmem.bit()
+        | Feature::WpHugetlbfsShmem.bit()
+        | Feature::PagefaultFlagWp.bit();
+    if caps.features & need != need {
+        return Ok(false);
+    }
+    let mut area = Area::map(MemoryType::Shmem, 1, 0).map_err(|e| e.to_string())?;
+    let alias = area.alias().map_err(|e| e.to_string())?;
+    // SAFETY: the alias maps the same one-page file, read-write; this fills the page cache.
+    unsafe { std::ptr::write_volatile(alias as *mut u8, 1) };
+    let uffd = Uffd::open(OpenVia::Syscall, caps.user_mode_only).map_err(|e| e.to_string())?;
+    uffd.api(need).map_err(|e| e.to_string())?;
+    let modes = super::uapi::UFFDIO_REGISTER_MODE_MINOR | UFFDIO_REGISTER_MODE_WP;
+    uffd.register(area.base(), area.len(), modes)
+        .map_err(|e| e.to_string())?;
+    match uffd.continue_(
+        area.base(),
+        area.len(),
+        super::uapi::UFFDIO_CONTINUE_MODE_WP,
+    ) {
+        Ok(_) => Ok(true),
+        Err(nix::errno::Errno::EINVAL) => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
 }

@@ -544,6 +544,8 @@ pub mod sample {
             is_root: true,
             unprivileged_userfaultfd: Some(0),
             pagemap_wp_bit: Some(true),
+            pagemap_scan: true,
+            continue_mode_wp: true,
         }
     }
 
