@@ -7,16 +7,9 @@ use crate::kernel::memory::Area;
 use crate::kernel::pagemap::{Entry, Pagemap};
 use crate::kernel::uapi::*;
 
-/// Categories every PAGEMAP_SCAN kernel (6.7) knows; the default return mask.
-const BASE_CATEGORIES: [Category; 7] = [
-    Category::Wpallowed,
-    Category::Written,
-    Category::File,
-    Category::Present,
-    Category::Swapped,
-    Category::Pfnzero,
-    Category::Huge,
-];
+/// Categories every PAGEMAP_SCAN kernel (6.7) knows (the first seven; SOFT_DIRTY and GUARD
+/// came later): the default return mask.
+const BASE_CATEGORIES: &[Category] = Category::ALL.split_at(7).0;
 
 fn names(bits: u64) -> String {
     let n: Vec<String> = Category::ALL
@@ -52,7 +45,7 @@ pub fn run(area: &Area, pagemap: &Pagemap, s: &Scan) -> Checked {
         .into_iter()
         .collect::<Vec<_>>();
     let return_mask = if returns.is_empty() {
-        category_mask(&BASE_CATEGORIES)
+        category_mask(BASE_CATEGORIES)
     } else {
         category_mask(&returns)
     };
