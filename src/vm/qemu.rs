@@ -53,6 +53,9 @@ pub fn command(o: &QemuOptions) -> Command {
         &o.cpus.to_string(),
         "-nographic",
         "-no-reboot",
+        // No network: the guest needs none, and the NIC's iPXE option ROM costs boot time.
+        "-nic",
+        "none",
     ]);
     c.arg("-kernel")
         .arg(&o.kernel)
