@@ -190,15 +190,20 @@ fn cli_run_passes_and_summarises() -> Result<(), Failed> {
     Ok(())
 }
 
-fn cli_failure_exits_1() -> Result<(), Failed> {
-    let wrong = std::fs::read_to_string(root().join("tests/meta/unexpected-fault.yaml"))
+/// A deliberately wrong case (tests/meta/unexpected-fault.yaml) without its `expect_failure`:
+/// an ordinary case that fails at step 3.
+pub(crate) fn wrong_case() -> Result<String, String> {
+    let text = std::fs::read_to_string(root().join("tests/meta/unexpected-fault.yaml"))
         .map_err(|e| e.to_string())?;
-    // Without expect_failure the deliberately wrong case is an ordinary failing case.
-    let wrong = wrong
+    Ok(text
         .split("expect_failure:")
         .next()
         .unwrap_or_default()
-        .to_string();
+        .to_string())
+}
+
+fn cli_failure_exits_1() -> Result<(), Failed> {
+    let wrong = wrong_case()?;
     let path = scratch("wrong.yaml", &wrong);
     let out = cli()
         .args(["run", "--no-provision", "-f", "::anon"])

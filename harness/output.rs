@@ -81,13 +81,7 @@ fn scenario() -> Result<&'static Scenario, Failed> {
     static S: OnceLock<Result<Scenario, String>> = OnceLock::new();
     S.get_or_init(|| {
         let d = dir();
-        let wrong = std::fs::read_to_string(root().join("tests/meta/unexpected-fault.yaml"))
-            .map_err(|e| e.to_string())?;
-        let wrong = wrong
-            .split("expect_failure:")
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        let wrong = crate::wrong_case()?;
         std::fs::write(d.join("out/wrong.yaml"), wrong).map_err(|e| e.to_string())?;
         std::fs::copy(
             root().join("cases/wp/protect-then-write-faults-once.yaml"),
