@@ -161,7 +161,8 @@ fn plan_one(case: Arc<LoadedCase>, memory: MemoryType) -> PlannedTrial {
         // PFNs (KSM merges, kpageflags) are zero for unprivileged readers.
         needs_root: c.needs.contains(&Need::Root)
             || any_step(&c.steps, memory, &|op| {
-                matches!(op, Op::KsmMerge(_) | Op::Collapse(_))
+                matches!(op, Op::KsmMerge(_) | Op::Collapse(_) | Op::Migrate(_))
+                    || matches!(op, Op::RoPin(r) if r.unshares)
                     || matches!(op, Op::Pagemap(p) if p.huge.is_some())
             }),
         case,

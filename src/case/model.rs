@@ -711,6 +711,29 @@ pub struct KsmMerge {
     pub pages: Pages,
 }
 
+/// Migrates the pages to other frames, verified by their PFNs changing (needs root; the pages
+/// must be present). With two NUMA nodes: move_pages(2) to the other node. With one: memory
+/// compaction, which moves only some pages; when a page stays, the trial is skipped with the
+/// reason (`uffd-conform vm` boots a two-node guest where every migration happens).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Migrate {
+    pub pages: Pages,
+}
+
+/// A short read-only pin: an O_DIRECT write of the pages to a scratch file on a disk file
+/// system (/var/tmp), for which the block layer pins them without FOLL_WRITE. An anonymous
+/// page still shared with a fork is unshared (copied) before it is pinned. With
+/// `unshares: true` every page's frame must change (needs root). Where the scratch file system
+/// copies instead of pinning (tmpfs), the trial is skipped with the reason.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoPin {
+    pub pages: Pages,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unshares: bool,
+}
+
 /// An errno by its name, e.g. `EINVAL`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "String", into = "String")]

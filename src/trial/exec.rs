@@ -472,6 +472,25 @@ impl Trial {
                     Err(e) => (Err(vec![mismatch("pagemap", "an entry", e.desc())]), vec![]),
                 }
             }
+            Op::Migrate(m) => {
+                let pages = pages_of(&self.area, &m.pages);
+                match super::migrate::migrate(&self.area, &self.pagemap, &pages) {
+                    Ok(Verified::Done(observed)) => (Ok(observed), vec![]),
+                    Ok(Verified::Declined(reason)) => return StepOutcome::Skip(reason),
+                    Err(e) => (
+                        Err(vec![mismatch("migration", "present pages moved", e)]),
+                        vec![],
+                    ),
+                }
+            }
+            Op::RoPin(r) => {
+                let pages = pages_of(&self.area, &r.pages);
+                match super::ro_pin::ro_pin(&self.area, &self.pagemap, &pages, r.unshares) {
+                    Ok(Verified::Done(observed)) => (Ok(observed), vec![]),
+                    Ok(Verified::Declined(reason)) => return StepOutcome::Skip(reason),
+                    Err(m) => (Err(m), vec![]),
+                }
+            }
             Op::KsmMerge(k) => {
                 let pages = pages_of(&self.area, &k.pages);
                 match memops::ksm_merge(&self.area, &self.pagemap, &pages) {

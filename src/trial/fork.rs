@@ -156,6 +156,18 @@ fn child_step(area: &Area, pagemap: &Pagemap, step: &Step) -> ChildStep {
             }
             Err(e) => Err(vec![mismatch("madvise(MADV_PAGEOUT)", "success", e.desc())]),
         },
+        Op::RoPin(r) => {
+            match super::ro_pin::ro_pin(area, pagemap, &pages_of(area, &r.pages), r.unshares) {
+                Ok(Verified::Done(o)) => Ok(o),
+                Ok(Verified::Declined(reason)) => {
+                    return ChildStep {
+                        skip: Some(reason),
+                        ..Default::default()
+                    }
+                }
+                Err(m) => Err(m),
+            }
+        }
         other => Err(vec![mismatch(
             "child step",
             "an operation a child may run",

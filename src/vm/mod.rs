@@ -74,6 +74,10 @@ pub struct VmArgs {
     /// Guest cores (qemu -smp).
     #[arg(long, default_value_t = 2)]
     pub cpus: usize,
+    /// NUMA nodes the guest memory is split over; two let `migrate` steps move pages between
+    /// nodes with move_pages(2).
+    #[arg(long, default_value_t = 2)]
+    pub numa_nodes: usize,
 }
 
 /// How a VM run ended, before any exit code is chosen.
@@ -186,6 +190,7 @@ pub fn run_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> Result<VmRun, String
         accel: args.accel,
         memory: args.memory.clone(),
         cpus: args.cpus,
+        numa_nodes: args.numa_nodes,
         timeout: Duration::from_secs(args.timeout),
     };
     let verbose = args.verbose;
