@@ -93,7 +93,7 @@ pub fn numa_args(memory: &str, cpus: usize, nodes: usize) -> Vec<String> {
 
 /// `-smp`: one socket per NUMA node when the cores divide evenly over the nodes.
 pub fn smp_arg(cpus: usize, nodes: usize) -> String {
-    if nodes >= 2 && cpus % nodes == 0 {
+    if nodes >= 2 && cpus.is_multiple_of(nodes) {
         format!("{cpus},sockets={nodes}")
     } else {
         cpus.to_string()
