@@ -234,10 +234,10 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
             "`refs` must name at least one source for the rule".into(),
         ));
     }
-    if case.pages == 0 || case.pages > 512 {
+    if case.pages == 0 || case.pages > 1024 {
         return Err((
             At::Field("pages"),
-            format!("pages must be 1 to 512, not {}", case.pages),
+            format!("pages must be 1 to 1024, not {}", case.pages),
         ));
     }
     if case.memory.is_empty() {

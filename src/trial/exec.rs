@@ -408,6 +408,7 @@ impl Trial {
                     0
                 };
                 let len = from.len() * self.area.page_size;
+                let before = memops::snapshot_present(&self.area, &self.pagemap, &from);
                 let r = self
                     .uffd
                     .move_(
@@ -417,10 +418,14 @@ impl Trial {
                         mode,
                     )
                     .map(drop);
-                (
-                    check_errno("UFFDIO_MOVE", m.errno.as_ref().map(ErrnoName::errno), r),
-                    vec![],
-                )
+                let moved = r.is_ok();
+                let mut checked =
+                    check_errno("UFFDIO_MOVE", m.errno.as_ref().map(ErrnoName::errno), r);
+                if moved && checked.is_ok() {
+                    // No data may be lost: each moved page now holds what its source held.
+                    checked = memops::compare_moved(&self.area, &before, &from, &to);
+                }
+                (checked, vec![])
             }
             Op::Fill(f) => (self.fill(&pages_of(&self.area, &f.pages), f.data), vec![]),
             Op::Pagemap(p) => (memops::check_pagemap(&self.area, &self.pagemap, p), vec![]),
