@@ -2,7 +2,7 @@
 //! hugetlb trials one at a time so they never compete for the huge page pool.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use crate::kernel::probe::Probe;
@@ -12,6 +12,10 @@ use crate::trial::spawn::{run_trial, DEFAULT_TIMEOUT};
 use crate::trial::verdict::{TrialResult, Verdict};
 
 static HUGETLB_LANE: Mutex<()> = Mutex::new(());
+
+/// Trials that swap share it; a trial that turns a swap device off holds it alone, so no other
+/// trial's pages are swapped in behind its back.
+static SWAP_LANE: RwLock<()> = RwLock::new(());
 
 /// Runs one trial (or skips it with the reason).
 pub fn run_planned(trial: &PlannedTrial, probe: &Probe) -> TrialResult {
@@ -31,6 +35,11 @@ pub fn run_planned(trial: &PlannedTrial, probe: &Probe) -> TrialResult {
         let threads = HUGETLB_LANE.lock().unwrap_or_else(|p| p.into_inner());
         (threads, crate::hostlock::lock("hugetlb-lane"))
     });
+    let _swap_alone = trial
+        .uses_swapoff
+        .then(|| SWAP_LANE.write().unwrap_or_else(|p| p.into_inner()));
+    let _swap_shared = (trial.needs_swap && !trial.uses_swapoff)
+        .then(|| SWAP_LANE.read().unwrap_or_else(|p| p.into_inner()));
     let timeout = trial
         .case
         .case

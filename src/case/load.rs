@@ -386,6 +386,9 @@ fn validate_step(case: &Case, step: &Step, in_child: bool) -> Result<(), String>
                 "`collapse` needs `thp: true` and anon or shmem memory (limit with `only`)".into(),
             );
         }
+        Op::Swapoff(_) if memory.iter().any(|m| m.is_hugetlb()) => {
+            return Err("hugetlb pages are never swapped: `swapoff` applies to anon and shmem (limit with `only`)".into());
+        }
         Op::KsmMerge(_) if memory.iter().any(|m| m.is_shared() || m.is_hugetlb()) => {
             return Err("KSM merges private pages only: `ksm_merge` applies to anon and shmem-private (limit with `only`)".into());
         }

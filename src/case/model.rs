@@ -734,6 +734,16 @@ pub struct RoPin {
     pub unshares: bool,
 }
 
+/// Pages the pages out, then turns the suite's swap off with swapoff(2), which must succeed
+/// and brings every page back in through the kernel's unuse path, and on again. Needs root
+/// and the suite's own swap (skipped when other swap is active); runs while no other trial
+/// swaps.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Swapoff {
+    pub pages: Pages,
+}
+
 /// An errno by its name, e.g. `EINVAL`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "String", into = "String")]

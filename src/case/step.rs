@@ -125,6 +125,8 @@ operations! {
     Collapse(Collapse) = "collapse",
     /// Migrate the pages to other frames (verified by their PFNs).
     Migrate(Migrate) = "migrate",
+    /// Swap the pages out, then swapoff(2) and swapon(2) the suite's swap.
+    Swapoff(Swapoff) = "swapoff",
     /// Pin the pages read-only for an O_DIRECT write (unshares COW-shared pages).
     RoPin(RoPin) = "ro_pin",
     /// Pin the pages long-term.
@@ -153,6 +155,7 @@ impl Op {
             Op::KsmMerge(k) => vec![&k.pages],
             Op::Collapse(c) => vec![&c.pages],
             Op::Migrate(m) => vec![&m.pages],
+            Op::Swapoff(s) => vec![&s.pages],
             Op::RoPin(r) => vec![&r.pages],
             Op::Pin(p) => vec![&p.pages],
             Op::Unpin(_) => vec![],

@@ -488,6 +488,14 @@ impl Trial {
                     ),
                 }
             }
+            Op::Swapoff(o) => {
+                let pages = pages_of(&self.area, &o.pages);
+                match super::swapoff::run(&self.area, &self.pagemap, &pages) {
+                    Ok(Verified::Done(observed)) => (Ok(observed), vec![]),
+                    Ok(Verified::Declined(reason)) => return StepOutcome::Skip(reason),
+                    Err(checked) => (checked, vec![]),
+                }
+            }
             Op::RoPin(r) => {
                 let pages = pages_of(&self.area, &r.pages);
                 match super::ro_pin::ro_pin(&self.area, &self.pagemap, &pages, r.unshares) {

@@ -228,7 +228,8 @@ pub fn compare_moved(
     for ((bytes, &src), &dst) in before.iter().zip(from).zip(to) {
         let Some(bytes) = bytes else { continue };
         // SAFETY: the destination was just filled by UFFDIO_MOVE.
-        let now = unsafe { std::slice::from_raw_parts(area.page_addr(dst) as *const u8, area.page_size) };
+        let now =
+            unsafe { std::slice::from_raw_parts(area.page_addr(dst) as *const u8, area.page_size) };
         match moved_page_differs(src, dst, bytes, now) {
             None => kept += 1,
             Some(m) => mismatches.push(m),
@@ -242,9 +243,8 @@ pub fn compare_moved(
 
 /// The first word where a moved page's contents `now` differ from what its source held.
 fn moved_page_differs(src: usize, dst: usize, before: &[u8], now: &[u8]) -> Option<Mismatch> {
-    let word_at = |b: &[u8], w: usize| {
-        u64::from_ne_bytes(b[w * 8..w * 8 + 8].try_into().expect("8 bytes"))
-    };
+    let word_at =
+        |b: &[u8], w: usize| u64::from_ne_bytes(b[w * 8..w * 8 + 8].try_into().expect("8 bytes"));
     let word = before
         .chunks_exact(8)
         .zip(now.chunks_exact(8))
@@ -411,7 +411,9 @@ mod tests {
     use crate::trial::data::word;
 
     fn page(gen: u8, page: usize) -> Vec<u8> {
-        (0..512).flat_map(|w| word(gen, page, w).to_ne_bytes()).collect()
+        (0..512)
+            .flat_map(|w| word(gen, page, w).to_ne_bytes())
+            .collect()
     }
 
     #[test]
@@ -425,7 +427,11 @@ mod tests {
         now[8 * 3..8 * 4].fill(0);
         let m = moved_page_differs(0, 5, &page(1, 0), &now).expect("a mismatch");
         assert_eq!(m.check, "contents of page 5 moved from page 0, word 3");
-        assert!(m.expected.contains("generation 1 of page 0 word 3"), "{}", m.expected);
+        assert!(
+            m.expected.contains("generation 1 of page 0 word 3"),
+            "{}",
+            m.expected
+        );
         assert_eq!(m.observed, "zero");
     }
 }

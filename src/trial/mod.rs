@@ -5,7 +5,7 @@
 //! - [`exec`], [`handler`], [`data`]: running steps, serving faults, page contents.
 //! - [`expect`]: expected messages made concrete and compared.
 //! - [`memops`], [`fork`], [`scan`]: memory operations, the fork step, PAGEMAP_SCAN.
-//! - [`migrate`], [`ro_pin`]: page migration and read-only pins, verified by PFNs.
+//! - [`migrate`], [`ro_pin`], [`swapoff`]: migration, read-only pins and swapoff, verified.
 //! - [`spawn`]: the runner's side: start the process, enforce the time limit, read the report.
 //! - [`verdict`]: what a trial's result means (pass, fail, skip) and how it reads.
 
@@ -21,4 +21,5 @@ pub mod record;
 pub mod ro_pin;
 pub mod scan;
 pub mod spawn;
+pub mod swapoff;
 pub mod verdict;
