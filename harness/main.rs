@@ -99,6 +99,10 @@ fn main() {
         vm_two_nodes_run_every_migration,
     ));
     trials.push(Trial::test(
+        "suite::coverage-appendix-matches-the-corpus",
+        coverage_appendix_matches_the_corpus,
+    ));
+    trials.push(Trial::test(
         "suite::ci-configs-parse-and-name-real-scripts",
         ci_configs_parse,
     ));
@@ -285,6 +289,21 @@ fn run_in_debian_vm(filter: &str, want: &str) -> Result<Completion, Failed> {
         .into());
     }
     Ok(Completion::Completed)
+}
+
+/// docs/coverage.md ends with the appendix `list --coverage` generates from cases/.
+fn coverage_appendix_matches_the_corpus() -> Result<(), Failed> {
+    let out = cli()
+        .args(["list", "--coverage"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let generated = String::from_utf8_lossy(&out.stdout);
+    let doc =
+        std::fs::read_to_string(root().join("docs/coverage.md")).map_err(|e| e.to_string())?;
+    if !out.status.success() || !doc.ends_with(generated.as_ref()) {
+        return Err("docs/coverage.md's appendix is stale: replace it with the output of `uffd-conform list --coverage`".into());
+    }
+    Ok(())
 }
 
 /// The example CI configs in ci/ are valid YAML, and every ci/ script they name exists.
