@@ -368,6 +368,7 @@ pub fn active_swap() -> Vec<(PathBuf, bool)> {
 
 /// Undoes every recorded change, newest first. Safe to call more than once.
 pub fn restore() {
+    crate::trial::memcg::sweep();
     let mut list = undo_list();
     while let Some(undo) = list.pop() {
         match undo {

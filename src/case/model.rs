@@ -523,6 +523,11 @@ pub struct RangeOp {
     /// Move the range's start this many bytes up, keeping its length (unaligned ranges).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shift: Option<usize>,
+    /// `protect` only: run the ioctl while the trial's own memory cgroup is full, so that
+    /// the kernel cannot allocate what it charges to the process (page tables for markers).
+    /// Needs root and a memory cgroup controller; skipped otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub memcg_full: bool,
 }
 
 /// UFFDIO_API on the trial's uffd again, or on a fresh one.

@@ -6,6 +6,7 @@
 //! - [`expect`]: expected messages made concrete and compared.
 //! - [`memops`], [`fork`], [`scan`]: memory operations, the fork step, PAGEMAP_SCAN.
 //! - [`migrate`], [`ro_pin`], [`swapoff`]: migration, read-only pins and swapoff, verified.
+//! - [`memcg`]: a memory cgroup of the trial's own, to make kernel allocations fail.
 //! - [`spawn`]: the runner's side: start the process, enforce the time limit, read the report.
 //! - [`verdict`]: what a trial's result means (pass, fail, skip) and how it reads.
 
@@ -15,6 +16,7 @@ pub mod exec;
 pub mod expect;
 pub mod fork;
 pub mod handler;
+pub mod memcg;
 pub mod memops;
 pub mod migrate;
 pub mod record;

@@ -39,7 +39,9 @@ pub struct Boot {
 /// The kernel command line. `panic=-1` reboots at once on a panic and `-no-reboot` turns that
 /// reboot into qemu exiting, so a panic ends the run instead of waiting for the timeout.
 /// `loglevel=5` keeps boot chatter off the console but shows WARNINGs and worse.
-pub const APPEND: &str = "console=ttyS0 loglevel=5 panic=-1 mitigations=off";
+/// `numa_balancing=disable`: with two nodes the kernel would otherwise move pages on its own,
+/// changing the frames that PFN checks compare.
+pub const APPEND: &str = "console=ttyS0 loglevel=5 panic=-1 mitigations=off numa_balancing=disable";
 
 pub fn command(o: &QemuOptions) -> Command {
     let mut c = Command::new(&o.qemu);
