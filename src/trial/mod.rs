@@ -6,6 +6,7 @@
 //! - [`expect`]: expected messages made concrete and compared.
 //! - [`memops`], [`fork`], [`scan`]: memory operations, the fork step, PAGEMAP_SCAN.
 //! - [`spawn`]: the runner's side: start the process, enforce the time limit, read the report.
+//! - [`zygote`]: the clean single-threaded process that forks trial processes.
 //! - [`verdict`]: what a trial's result means (pass, fail, skip) and how it reads.
 
 pub mod child;
@@ -19,3 +20,4 @@ pub mod record;
 pub mod scan;
 pub mod spawn;
 pub mod verdict;
+pub mod zygote;
