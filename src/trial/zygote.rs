@@ -293,6 +293,11 @@ fn trial_process(fds: Vec<OwnedFd>, nobody: bool, zygote: i32) -> ! {
             .map(|fd| libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3))
             .collect();
         drop(fds);
+        if high.iter().any(|&fd| fd < 0) {
+            // Out of descriptors: without its pipes the trial cannot be run (the runner reports
+            // an exit without a result).
+            libc::_exit(3);
+        }
         for (fd, target) in high.into_iter().zip(0..) {
             libc::dup2(fd, target);
             libc::close(fd);
