@@ -93,8 +93,9 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
             }
         }
     }
-    // Kill the whole group: the trial and anything it forked.
-    // SAFETY: kill(2) on our child's own process group.
+    // Kill the whole group: the trial and anything it forked. The trial is not reaped yet (by
+    // us or its zygote), so the group id is still its own.
+    // SAFETY: kill(2) on the trial's own process group.
     unsafe { libc::kill(-pid, libc::SIGKILL) };
     let status = reaper.wait();
     let _ = reader.join();

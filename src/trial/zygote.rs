@@ -14,8 +14,13 @@
 //! Protocol, on a SOCK_SEQPACKET socket that is the zygote's stdin:
 //! - runner -> zygote: one byte of flags ([`RUN_AS_NOBODY`]) with three descriptors (the
 //!   trial's stdin, stdout, stderr);
-//! - zygote -> runner: [`FORKED`] with the pid (or minus the fork's errno), then, once the
-//!   trial has been reaped, [`REAPED`] with its raw wait status.
+//! - zygote -> runner: [`FORKED`] with the pid (or minus the fork's errno);
+//! - runner -> zygote, once it has killed the trial's process group: [`REAP`];
+//! - zygote -> runner: [`REAPED`] with the trial's raw wait status.
+//!
+//! The zygote reaps the trial only when asked, as the runner reaped its own child before: until
+//! then a trial that ended is a zombie that keeps its pid and process group, so the runner's
+//! kill of the group can never reach a process that reused the id.
 //!
 //! `UFFD_CONFORM_NO_ZYGOTE=1` makes the runner exec the binary for every trial instead.
 
@@ -40,6 +45,8 @@ pub const NO_ZYGOTE_ENV: &str = "UFFD_CONFORM_NO_ZYGOTE";
 
 /// Request flag: drop to uid/gid [`NOBODY`] before running the trial.
 const RUN_AS_NOBODY: u8 = 1;
+/// Request: reap the trial forked last and send its status.
+const REAP: u8 = 0x80;
 /// Reply tags.
 const FORKED: u32 = 1;
 const REAPED: u32 = 2;
@@ -185,7 +192,10 @@ pub fn fork_trial(nobody: bool) -> Result<Forked, ForkError> {
 pub fn wait_trial() -> std::io::Result<ExitStatus> {
     ZYGOTE.with(|cell| {
         let mut slot = cell.borrow_mut();
-        let status = slot.as_mut().and_then(|z| z.reply(REAPED));
+        let status = slot.as_mut().and_then(|z| {
+            nix::sys::socket::send(z.sock.as_raw_fd(), &[REAP], MsgFlags::MSG_NOSIGNAL).ok()?;
+            z.reply(REAPED)
+        });
         match status {
             Some(raw) => Ok(ExitStatus::from_raw(raw)),
             None => {
@@ -259,6 +269,16 @@ pub fn serve() -> ! {
         // SAFETY: setpgid(2) on our own child.
         unsafe { libc::setpgid(pid, pid) };
         send(FORKED, pid);
+        // Reap only when the runner asks (see the module's doc). Anything else, or the runner
+        // gone, ends the zygote, and the trial with it (PR_SET_PDEATHSIG).
+        let mut request = [0u8; 1];
+        loop {
+            match nix::sys::socket::recv(control, &mut request, MsgFlags::empty()) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Ok(1) if request[0] == REAP => break,
+                _ => std::process::exit(0),
+            }
+        }
         let mut status = 0;
         // SAFETY: waitpid(2) on our own child with a valid status pointer.
         while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
