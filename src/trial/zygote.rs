@@ -8,8 +8,8 @@
 //! hands the trial's ends to the zygote (SCM_RIGHTS), sends the spec, reads the same
 //! [`ChildLine`](super::record::ChildLine)s, enforces the time limit and kills the trial's
 //! process group. The zygote only forks (putting the trial in its own process group and, for
-//! `run_as: nobody`, dropping to uid/gid 65534 as an exec'd process would be), waits for the
-//! trial and sends its wait status back.
+//! `run_as: nobody`, dropping to uid/gid 65534 as an exec'd process would be), reaps the trial
+//! and sends its wait status back.
 //!
 //! Protocol, on a SOCK_SEQPACKET socket that is the zygote's stdin:
 //! - runner -> zygote: one byte of flags ([`RUN_AS_NOBODY`]) with three descriptors (the
