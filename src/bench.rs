@@ -50,6 +50,26 @@ fn phases(results: &[TrialResult]) -> Vec<(&'static str, f64)> {
     ]
 }
 
+/// The summed run time of the trials of each memory type, per round, in milliseconds; the
+/// hugetlb total bounds a round's wall time from below, however many jobs run.
+fn by_memory(results: &[TrialResult], rounds: usize) -> Vec<(String, f64)> {
+    let mut sums: std::collections::BTreeMap<String, f64> = Default::default();
+    for r in results {
+        *sums.entry(r.memory.to_string()).or_default() += r.duration.as_secs_f64() * 1000.0;
+    }
+    let per_round = |v: f64| v / rounds.max(1) as f64;
+    let hugetlb: f64 = results
+        .iter()
+        .filter(|r| r.memory.is_hugetlb())
+        .map(|r| r.duration.as_secs_f64() * 1000.0)
+        .sum();
+    let all: f64 = sums.values().sum();
+    let mut out: Vec<(String, f64)> = sums.into_iter().map(|(k, v)| (k, per_round(v))).collect();
+    out.push(("all".into(), per_round(all)));
+    out.push(("hugetlb lane".into(), per_round(hugetlb)));
+    out
+}
+
 /// Runs `rounds` rounds of `trials` and prints the figures.
 pub fn command(
     trials: &[crate::plan::PlannedTrial],
@@ -94,6 +114,12 @@ pub fn command(
     println!("per trial (median of {} trials, microseconds):", all.len());
     for (name, us) in phases(&all) {
         println!("  {name:<36} {us:>9.0}");
+    }
+    println!(
+        "trial time by memory type (per round, sum of whole trials; hugetlb trials share one lane):"
+    );
+    for (memory, ms) in by_memory(&all, walls.len()) {
+        println!("  {memory:<36} {ms:>7.0} ms");
     }
     if failed > 0 {
         println!("note: {failed} trial runs failed; the figures include them");

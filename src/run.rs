@@ -1,8 +1,8 @@
 //! Running planned trials: skips first, one fresh process per trial, several at once, with
 //! hugetlb trials one at a time so they never compete for the huge page pool.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::kernel::probe::Probe;
@@ -55,20 +55,44 @@ pub fn run_planned(trial: &PlannedTrial, probe: &Probe) -> TrialResult {
 
 /// Runs every trial on `jobs` threads; `on_done` sees each result as it finishes. Results come
 /// back in plan order.
+///
+/// Trials start in plan order, except that hugetlb trials, which take turns on one lane, go
+/// first whenever the lane is free, and a thread never waits for the lane while other trials
+/// are left: the lane is kept busy and the other threads do the rest meanwhile, so hugetlb
+/// trials do not hold up the run (under TCG they are a third of its work).
 pub fn run_all(
     trials: &[PlannedTrial],
     probe: &Probe,
     jobs: usize,
     on_done: &(dyn Fn(&TrialResult) + Sync),
 ) -> Vec<TrialResult> {
-    let next = AtomicUsize::new(0);
+    let queue = Mutex::new(Queue::new(trials));
+    let lane_freed = Condvar::new();
     let results: Mutex<Vec<Option<TrialResult>>> = Mutex::new(vec![None; trials.len()]);
     std::thread::scope(|s| {
         for _ in 0..jobs.max(1) {
             s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(trial) = trials.get(i) else { break };
+                let i = {
+                    let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                    loop {
+                        match q.take() {
+                            Take::Trial(i) => break Some(i),
+                            Take::Done => break None,
+                            Take::WaitForLane => {
+                                q = lane_freed.wait(q).unwrap_or_else(|p| p.into_inner())
+                            }
+                        }
+                    }
+                };
+                let Some(i) = i else { break };
+                let trial = &trials[i];
+                // Frees the lane when the trial is done, even if this thread panics.
+                let _lane = trial.memory.is_hugetlb().then(|| LaneRelease {
+                    queue: &queue,
+                    freed: &lane_freed,
+                });
                 let result = run_planned(trial, probe);
+                drop(_lane);
                 on_done(&result);
                 results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(result);
             });
@@ -80,6 +104,60 @@ pub fn run_all(
         .into_iter()
         .flatten()
         .collect()
+}
+
+/// The trials not started yet, in plan order, hugetlb ones apart.
+struct Queue {
+    hugetlb: VecDeque<usize>,
+    other: VecDeque<usize>,
+    lane_busy: bool,
+}
+
+struct LaneRelease<'a> {
+    queue: &'a Mutex<Queue>,
+    freed: &'a Condvar,
+}
+
+impl Drop for LaneRelease<'_> {
+    fn drop(&mut self) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .lane_busy = false;
+        self.freed.notify_all();
+    }
+}
+
+enum Take {
+    Trial(usize),
+    /// Only hugetlb trials are left and one is running.
+    WaitForLane,
+    Done,
+}
+
+impl Queue {
+    fn new(trials: &[PlannedTrial]) -> Queue {
+        let (hugetlb, other) = (0..trials.len()).partition(|&i| trials[i].memory.is_hugetlb());
+        Queue {
+            hugetlb,
+            other,
+            lane_busy: false,
+        }
+    }
+
+    fn take(&mut self) -> Take {
+        if !self.lane_busy {
+            if let Some(i) = self.hugetlb.pop_front() {
+                self.lane_busy = true;
+                return Take::Trial(i);
+            }
+        }
+        match self.other.pop_front() {
+            Some(i) => Take::Trial(i),
+            None if self.hugetlb.is_empty() => Take::Done,
+            None => Take::WaitForLane,
+        }
+    }
 }
 
 /// What the trials need provisioned.

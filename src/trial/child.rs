@@ -1,5 +1,6 @@
-//! The trial process: the runner re-executes its own binary with [`CHILD_ENV`] set, sends a
-//! [`TrialSpec`] on stdin, and reads [`ChildLine`]s from stdout.
+//! The trial process: forked by a [zygote](super::zygote) (or, without one, the runner
+//! re-executes its own binary with [`CHILD_ENV`] set); the runner sends a [`TrialSpec`] on
+//! stdin and reads [`ChildLine`]s from stdout.
 
 use std::io::{Read, Write};
 
@@ -20,9 +21,13 @@ fn panic_hook(case: &str) -> Option<usize> {
     (name == case).then(|| step.parse().ok()).flatten()
 }
 
-/// If this process is a trial process, runs the trial and exits; otherwise returns.
-/// Call it first in `main` of every binary that runs trials.
+/// If this process is a trial process (or a zygote, which forks them), runs the trial and
+/// exits; otherwise returns. Call it first in `main` of every binary that runs trials, before
+/// anything starts a thread.
 pub fn run_if_child() {
+    if std::env::var_os(super::zygote::ZYGOTE_ENV).is_some() {
+        super::zygote::serve();
+    }
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
     }
@@ -30,6 +35,12 @@ pub fn run_if_child() {
     // Die with the runner: a trial stuck on a fault must not outlive it.
     // SAFETY: prctl(PR_SET_PDEATHSIG) has no memory-safety preconditions.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    run_trial(started)
+}
+
+/// The trial process proper: reads the spec on stdin, runs it, writes the report, exits.
+/// `started` is when the process began (CLOCK_MONOTONIC), for the timing.
+pub(super) fn run_trial(started: u64) -> ! {
     let mut input = String::new();
     if let Err(e) = std::io::stdin().read_to_string(&mut input) {
         eprintln!("trial process: cannot read its spec: {e}");

@@ -8,6 +8,7 @@
 //! - [`migrate`], [`ro_pin`], [`swapoff`]: migration, read-only pins and swapoff, verified.
 //! - [`memcg`]: a memory cgroup of the trial's own, to make kernel allocations fail.
 //! - [`spawn`]: the runner's side: start the process, enforce the time limit, read the report.
+//! - [`zygote`]: the clean single-threaded process that forks trial processes.
 //! - [`verdict`]: what a trial's result means (pass, fail, skip) and how it reads.
 
 pub mod child;
@@ -25,3 +26,4 @@ pub mod scan;
 pub mod spawn;
 pub mod swapoff;
 pub mod verdict;
+pub mod zygote;

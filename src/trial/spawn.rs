@@ -1,15 +1,18 @@
 //! The runner's side of a trial: start a fresh process, enforce the time limit, and turn what
 //! the process said (or how it died) into a [`TrialResult`].
 
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::child::CHILD_ENV;
 use super::record::{ChildLine, TrialReport, TrialSpec};
 use super::verdict::{FailKind, TrialResult, Verdict};
+use super::zygote::{self, ForkError};
 use crate::case::model::RunAs;
 
 /// How much of a trial's stderr is kept for the report.
@@ -20,7 +23,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The uid and gid of `run_as: nobody` trials.
 pub const NOBODY: u32 = 65534;
 
-/// Runs `spec` in a fresh process of the current executable.
+/// Runs `spec` in a fresh process: a child of this thread's zygote (see [`zygote`]), or of
+/// this executable run afresh.
 pub fn run_trial(name: &str, spec: &TrialSpec, timeout: Duration) -> TrialResult {
     let started = Instant::now();
     let spawned = super::record::monotonic_ns();
@@ -40,48 +44,20 @@ pub fn run_trial(name: &str, spec: &TrialSpec, timeout: Duration) -> TrialResult
 }
 
 fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialReport>, String) {
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            return (
-                Verdict::fail(FailKind::Error, format!("cannot find own executable: {e}")),
-                None,
-                String::new(),
-            )
-        }
+    let nobody = spec.case.run_as == RunAs::Nobody;
+    let mut process = match start(nobody) {
+        Ok(p) => p,
+        Err(e) => return (Verdict::fail(FailKind::Error, e), None, String::new()),
     };
-    let mut command = Command::new(exe);
-    command
-        .env(CHILD_ENV, "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    if spec.case.run_as == RunAs::Nobody {
-        // std drops the supplementary groups itself when root switches uid.
-        command.uid(NOBODY).gid(NOBODY);
-    }
-    let mut child = match command.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            return (
-                Verdict::fail(
-                    FailKind::Error,
-                    format!("cannot start the trial process: {e}"),
-                ),
-                None,
-                String::new(),
-            )
-        }
-    };
-    let pid = child.id() as i32;
+    let pid = process.pid;
+    let mut reaper = process.reaper;
     let input = serde_json::to_vec(spec).expect("a trial spec serializes");
-    if let Some(mut stdin) = child.stdin.take() {
+    if let Some(mut stdin) = process.stdin.take() {
         // A child that died at once shows up below; the write error adds nothing.
         let _ = stdin.write_all(&input);
     }
     let (tx, rx) = mpsc::channel::<ChildLine>();
-    let stdout = child.stdout.take().expect("piped stdout");
+    let stdout = process.stdout;
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
@@ -92,7 +68,7 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
             }
         }
     });
-    let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+    let mut stderr_pipe = process.stderr;
     let stderr_reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = stderr_pipe.read_to_end(&mut buf);
@@ -117,10 +93,11 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
             }
         }
     }
-    // Kill the whole group: the trial and anything it forked.
-    // SAFETY: kill(2) on our child's own process group.
+    // Kill the whole group: the trial and anything it forked. The trial is not reaped yet (by
+    // us or its zygote), so the group id is still its own.
+    // SAFETY: kill(2) on the trial's own process group.
     unsafe { libc::kill(-pid, libc::SIGKILL) };
-    let status = child.wait();
+    let status = reaper.wait();
     let _ = reader.join();
     let stderr = stderr_reader.join().unwrap_or_default();
     let at = |n: usize| {
@@ -194,6 +171,74 @@ fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialRep
     };
     let msg = with_tail(msg);
     (Verdict::fail(kind, msg), None, stderr)
+}
+
+/// A started trial process: its pid (also its process group) and the runner's ends of its
+/// stdin, stdout and stderr.
+struct Process {
+    pid: i32,
+    stdin: Option<File>,
+    stdout: File,
+    stderr: File,
+    reaper: Reaper,
+}
+
+/// Who reaps the trial process.
+enum Reaper {
+    /// This thread's zygote forked it and reports its status.
+    Zygote,
+    /// The runner started it with exec.
+    Exec(Child),
+}
+
+impl Reaper {
+    fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        match self {
+            Reaper::Zygote => zygote::wait_trial(),
+            Reaper::Exec(child) => child.wait(),
+        }
+    }
+}
+
+/// Starts a trial process: forked by this thread's zygote, or, when no zygote can be had,
+/// this executable run afresh. Either way a fresh process in its own process group.
+fn start(nobody: bool) -> Result<Process, String> {
+    match zygote::fork_trial(nobody) {
+        Ok(f) => {
+            return Ok(Process {
+                pid: f.pid,
+                stdin: Some(f.stdin),
+                stdout: f.stdout,
+                stderr: f.stderr,
+                reaper: Reaper::Zygote,
+            })
+        }
+        Err(ForkError::Fork(e)) => return Err(format!("cannot start the trial process: {e}")),
+        Err(ForkError::Unavailable) => {}
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    let mut command = Command::new(exe);
+    command
+        .env(CHILD_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if nobody {
+        // std drops the supplementary groups itself when root switches uid.
+        command.uid(NOBODY).gid(NOBODY);
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start the trial process: {e}"))?;
+    let pipe = |fd: Option<OwnedFd>| File::from(fd.expect("piped"));
+    Ok(Process {
+        pid: child.id() as i32,
+        stdin: Some(pipe(child.stdin.take().map(OwnedFd::from))),
+        stdout: pipe(child.stdout.take().map(OwnedFd::from)),
+        stderr: pipe(child.stderr.take().map(OwnedFd::from)),
+        reaper: Reaper::Exec(child),
+    })
 }
 
 /// What of a dead trial's stderr goes into its verdict: for a panic, where and why it panicked

@@ -18,6 +18,8 @@ pub const CASES_DIR: &str = "/cases";
 pub const EXIT_MARKER: &str = "uffd-conform-guest: exit ";
 /// Prefix of the init's own log lines (unknown lines to a KTAP parser).
 const LOG: &str = "uffd-conform-guest:";
+/// The init's first line: the kernel has booted (the host times the phases by it).
+pub const INIT_MARKER: &str = "uffd-conform-guest: init";
 
 /// finit_module(2) flag: the file is compressed and the kernel decompresses it.
 const MODULE_INIT_COMPRESSED_FILE: libc::c_uint = 4;
@@ -31,6 +33,9 @@ pub struct GuestConfig {
     pub jobs: Option<usize>,
     /// Modules to load, in order.
     pub modules: Vec<GuestModule>,
+    /// Run `bench --rounds N` instead of the suite (`vm --bench`).
+    #[serde(default)]
+    pub bench_rounds: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -42,14 +47,13 @@ pub struct GuestModule {
 }
 
 impl GuestConfig {
-    /// The `run` arguments for the suite process.
+    /// The arguments for the suite process: `run` with KTAP, or `bench`.
     pub fn run_args(&self) -> Vec<String> {
-        let mut args: Vec<String> = vec![
-            "run".into(),
-            "--format".into(),
-            "ktap".into(),
-            CASES_DIR.into(),
-        ];
+        let mut args: Vec<String> = match self.bench_rounds {
+            None => vec!["run".into(), "--format".into(), "ktap".into()],
+            Some(n) => vec!["bench".into(), "--rounds".into(), n.to_string()],
+        };
+        args.push(CASES_DIR.into());
         for f in &self.filters {
             args.extend(["-f".into(), f.clone()]);
         }
@@ -67,6 +71,7 @@ pub fn is_init() -> bool {
 
 /// Runs the guest and powers the machine off. Never returns.
 pub fn run_as_init() -> ! {
+    eprintln!("{INIT_MARKER}");
     let code = match setup_and_run() {
         Ok(code) => code,
         Err(e) => {
@@ -170,10 +175,19 @@ mod tests {
             filters: vec!["wp::".into()],
             jobs: Some(2),
             modules: vec![],
+            bench_rounds: None,
         };
         assert_eq!(
             c.run_args(),
             vec!["run", "--format", "ktap", "/cases", "-f", "wp::", "-j", "2"]
+        );
+        let bench = GuestConfig {
+            bench_rounds: Some(3),
+            ..c
+        };
+        assert_eq!(
+            bench.run_args(),
+            vec!["bench", "--rounds", "3", "/cases", "-f", "wp::", "-j", "2"]
         );
     }
 }

@@ -78,6 +78,10 @@ pub struct VmArgs {
     /// nodes with move_pages(2).
     #[arg(long, default_value_t = 2)]
     pub numa_nodes: usize,
+    /// Run `bench --rounds N` in the guest instead of the suite and print its figures (where a
+    /// trial's time goes under emulation).
+    #[arg(long, value_name = "ROUNDS")]
+    pub bench: Option<usize>,
 }
 
 /// How a VM run ended, before any exit code is chosen.
@@ -99,6 +103,9 @@ pub fn command(args: VmArgs) -> u8 {
         }
         Err(_) => return untestable_code,
     };
+    if args.bench.is_some() {
+        return bench_in_vm(&args, &trials);
+    }
     let run = match run_in_vm(&args, &trials) {
         Ok(run) => run,
         Err(e) => {
@@ -136,8 +143,43 @@ pub fn command(args: VmArgs) -> u8 {
     }
 }
 
+/// `vm --bench`: the guest's `bench` output, from its first round to its end.
+fn bench_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> u8 {
+    let boot = match boot_guest(args, trials) {
+        Ok(boot) => boot,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let Some(from) = boot.console.find("round 1:") else {
+        eprintln!(
+            "error: the guest printed no benchmark\n{}",
+            console::tail(&boot.console, 30)
+        );
+        return 2;
+    };
+    for line in boot.console[from..].lines() {
+        let line = line.trim_end_matches('\r');
+        if line.starts_with(guest::EXIT_MARKER) {
+            break;
+        }
+        // Kernel messages (e.g. the poisoning cases' MCE lines) are not the benchmark's.
+        if !line.starts_with('[') {
+            println!("{line}");
+        }
+    }
+    0
+}
+
 /// Builds the initramfs, boots, and turns the console into results.
 pub fn run_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> Result<VmRun, String> {
+    let boot = boot_guest(args, trials)?;
+    Ok(interpret(trials, &boot, args.timeout))
+}
+
+/// Builds the initramfs, boots the guest and waits for it to end.
+fn boot_guest(args: &VmArgs, trials: &[PlannedTrial]) -> Result<qemu::Boot, String> {
     let qemu_bin = qemu::find_qemu()
         .ok_or("qemu-system-x86_64 is not on PATH (Debian: apt-get install qemu-system-x86)")?;
     if !args.kernel.is_file() {
@@ -166,6 +208,7 @@ pub fn run_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> Result<VmRun, String
         filters: args.select.filter.clone(),
         jobs: args.jobs,
         modules: Vec::new(),
+        bench_rounds: args.bench,
     };
     let cases: Vec<initramfs::CaseFile> = cases.into_values().collect();
     let archive = initramfs::build(&suite, &cases, &modules, config);
@@ -194,13 +237,17 @@ pub fn run_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> Result<VmRun, String
         timeout: Duration::from_secs(args.timeout),
     };
     let verbose = args.verbose;
-    // Phases for the benchmark: qemu start to the first KTAP line (boot), to the last
+    // Phases for the benchmark: qemu start to the first KTAP line (boot: the kernel's, to the
+    // init's first line, then the guest's setup: modules, cases, provisioning), to the last
     // result line (suite), to qemu's exit (power-off).
     let start = std::time::Instant::now();
-    let (mut first_ktap, mut last_result) = (None, None);
+    let (mut init, mut first_ktap, mut last_result) = (None, None, None);
     let boot = qemu::boot(&options, &mut |line| {
         if verbose {
             eprintln!("console: {line}");
+        }
+        if init.is_none() && line.contains(guest::INIT_MARKER) {
+            init = Some(start.elapsed());
         }
         if first_ktap.is_none() && line.contains("KTAP version") {
             first_ktap = Some(start.elapsed());
@@ -211,8 +258,18 @@ pub fn run_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> Result<VmRun, String
     });
     let total = start.elapsed();
     if let (Some(k), Some(r)) = (first_ktap, last_result) {
+        let split = init
+            .filter(|i| *i <= k)
+            .map(|i| {
+                format!(
+                    " (kernel {:.1} s, guest setup {:.1} s)",
+                    i.as_secs_f64(),
+                    (k - i).as_secs_f64()
+                )
+            })
+            .unwrap_or_default();
         eprintln!(
-            "vm timing: boot {:.1} s, suite {:.1} s, power-off {:.1} s, total {:.1} s",
+            "vm timing: boot {:.1} s{split}, suite {:.1} s, power-off {:.1} s, total {:.1} s",
             k.as_secs_f64(),
             r.saturating_sub(k).as_secs_f64(),
             total.saturating_sub(r).as_secs_f64(),
@@ -224,7 +281,7 @@ pub fn run_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> Result<VmRun, String
     if let Some(path) = &args.console_log {
         std::fs::write(path, &boot.console).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    Ok(interpret(trials, &boot, args.timeout))
+    Ok(boot)
 }
 
 /// Turns a finished boot into results (pure: tested without qemu).

@@ -43,10 +43,18 @@ pub struct Boot {
 /// changing the frames that PFN checks compare.
 pub const APPEND: &str = "console=ttyS0 loglevel=5 panic=-1 mitigations=off numa_balancing=disable";
 
+/// The emulated CPU under TCG: everything qemu can emulate except ERMS and FSRM. With those
+/// the guest kernel clears and copies pages (and glibc sets and copies memory) with
+/// `rep stosb` / `rep movsb`, which TCG executes one byte per loop iteration; without them,
+/// with `rep stosq` / `rep movsq` or plain loops, 8 bytes at a time. It matters most for 2 MiB
+/// huge pages: the hugetlb trials, the suite's critical path, took 2.9 s per run instead of
+/// 4.5 to 5.1 s (docs/performance.md). Userfaultfd does not depend on either feature.
+pub const TCG_CPU: &str = "max,-erms,-fsrm";
+
 pub fn command(o: &QemuOptions) -> Command {
     let mut c = Command::new(&o.qemu);
     match o.accel {
-        Accel::Tcg => c.args(["-accel", "tcg", "-cpu", "max"]),
+        Accel::Tcg => c.args(["-accel", "tcg", "-cpu", TCG_CPU]),
         Accel::Kvm => c.args(["-accel", "kvm", "-cpu", "host"]),
     };
     c.args([
