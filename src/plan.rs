@@ -144,10 +144,13 @@ fn plan_one(case: Arc<LoadedCase>, memory: MemoryType) -> PlannedTrial {
         memory,
         features,
         // Private hugetlb may hold a page cache page and a private copy of each page.
-        huge_pages: match memory {
-            MemoryType::HugetlbPrivate => 2 * c.pages as u64,
-            MemoryType::Hugetlb => c.pages as u64,
-            _ => 0,
+        huge_pages: {
+            let touched = c.huge_pages.unwrap_or(c.pages) as u64;
+            match memory {
+                MemoryType::HugetlbPrivate => 2 * touched,
+                MemoryType::Hugetlb => touched,
+                _ => 0,
+            }
         },
         needs_swap: c.needs.contains(&Need::Swap)
             || any_step(&c.steps, memory, &|op| {

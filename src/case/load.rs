@@ -240,6 +240,14 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
             format!("pages must be 1 to 1024, not {}", case.pages),
         ));
     }
+    if let Some(n) = case.huge_pages {
+        if n == 0 || n > case.pages {
+            return Err((
+                At::Field("huge_pages"),
+                format!("huge_pages must be 1 to pages ({}), not {n}", case.pages),
+            ));
+        }
+    }
     if case.memory.is_empty() {
         return Err((At::Field("memory"), "`memory` lists no memory type".into()));
     }

@@ -44,6 +44,11 @@ pub struct Case {
     /// pages can back it (anon, shmem).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub thp: bool,
+    /// hugetlb only: the huge pages a trial touches, when fewer than `pages`. The area is then
+    /// mapped with MAP_NORESERVE (nothing reserved for untouched pages), so the pool the
+    /// suite provisions needs only these (twice for private hugetlb).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub huge_pages: Option<usize>,
     /// Who runs the trial process: `runner` (default, the user running the suite) or `nobody`
     /// (uid/gid 65534, no capabilities; needs a root runner to switch). An unprivileged trial
     /// opens its uffd with UFFD_USER_MODE_ONLY when vm.unprivileged_userfaultfd is 0.

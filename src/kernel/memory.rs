@@ -126,15 +126,17 @@ fn errno_of(e: std::io::Error) -> Errno {
 impl Area {
     /// Maps a new area. `huge_page_size` is the default hugetlb page size (for hugetlb types).
     pub fn map(memory: MemoryType, pages: usize, huge_page_size: usize) -> Result<Area, Errno> {
-        Area::map_with(memory, pages, huge_page_size, false)
+        Area::map_with(memory, pages, huge_page_size, false, false)
     }
 
-    /// Maps a new area; with `thp`, aligned to the PMD size and open to transparent huge pages.
+    /// Maps a new area; with `thp`, aligned to the PMD size and open to transparent huge pages;
+    /// with `noreserve`, MAP_NORESERVE (hugetlb: no pool pages reserved up front).
     pub fn map_with(
         memory: MemoryType,
         pages: usize,
         huge_page_size: usize,
         thp: bool,
+        noreserve: bool,
     ) -> Result<Area, Errno> {
         let page_size = if memory.is_hugetlb() {
             huge_page_size
@@ -157,6 +159,10 @@ impl Area {
         let at = fixed.map(|a| std::num::NonZeroUsize::new(a).expect("mmap never returns 0"));
         let fixed_flag = if fixed.is_some() {
             MapFlags::MAP_FIXED
+        } else {
+            MapFlags::empty()
+        } | if noreserve {
+            MapFlags::MAP_NORESERVE
         } else {
             MapFlags::empty()
         };

@@ -187,14 +187,19 @@ impl Trial {
     fn setup(spec: &TrialSpec, report: &mut TrialReport) -> Result<Trial, Failure> {
         let case = &spec.case;
         let t0 = monotonic_ns();
-        let area = Area::map_with(spec.memory, case.pages, spec.huge_page_size, case.thp).map_err(
-            |e| {
-                setup_failure(
-                    &format!("mmap {} pages of {}", case.pages, spec.memory),
-                    e.desc(),
-                )
-            },
-        )?;
+        let area = Area::map_with(
+            spec.memory,
+            case.pages,
+            spec.huge_page_size,
+            case.thp,
+            case.huge_pages.is_some(),
+        )
+        .map_err(|e| {
+            setup_failure(
+                &format!("mmap {} pages of {}", case.pages, spec.memory),
+                e.desc(),
+            )
+        })?;
         let t1 = monotonic_ns();
         report.timing.memory = t1 - t0;
         let uffd = Uffd::open(OpenVia::Syscall, spec.user_mode_only)
