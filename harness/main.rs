@@ -94,6 +94,14 @@ fn main() {
         "suite::vm-boots-a-debian-kernel",
         vm_boots_a_debian_kernel,
     ));
+    trials.push(Trial::ignorable_test(
+        "suite::vm-two-nodes-run-every-migration",
+        vm_two_nodes_run_every_migration,
+    ));
+    trials.push(Trial::test(
+        "suite::coverage-appendix-matches-the-corpus",
+        coverage_appendix_matches_the_corpus,
+    ));
     trials.push(Trial::test(
         "suite::ci-configs-parse-and-name-real-scripts",
         ci_configs_parse,
@@ -218,9 +226,30 @@ fn cli_failure_exits_1() -> Result<(), Failed> {
 }
 
 /// Boots the Debian kernel that ci/fetch-kernel caches under target/kernels and runs one case
-/// in it. Skips, with the reason, when qemu, the kernel or the static suite binary is missing
-/// (.ci/run provides all three).
+/// in it.
 fn vm_boots_a_debian_kernel() -> Result<Completion, Failed> {
+    run_in_debian_vm(
+        "wp::protect-then-write-faults-once::",
+        "5 passed, 0 failed, 0 skipped",
+    )
+}
+
+/// The host has one NUMA node, where `migrate` steps mostly skip; the two-node guest that
+/// `vm` boots runs every migration case on every memory type, none skipped.
+fn vm_two_nodes_run_every_migration() -> Result<Completion, Failed> {
+    let cases =
+        load_path(&root().join("cases/migrate")).map_err(|_| "cannot load cases/migrate")?;
+    let trials = plan(&cases).len();
+    run_in_debian_vm(
+        "migrate::",
+        &format!("{trials} passed, 0 failed, 0 skipped"),
+    )
+}
+
+/// Runs `vm --bisect -f FILTER` on the newest kernel under target/kernels and requires the
+/// summary line `want`. Skips, with the reason, when qemu, the kernel or the static suite
+/// binary is missing (.ci/run provides all three).
+fn run_in_debian_vm(filter: &str, want: &str) -> Result<Completion, Failed> {
     if uffd_conform::vm::qemu::find_qemu().is_none() {
         return Ok(Completion::ignored_with(
             "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)",
@@ -243,14 +272,7 @@ fn vm_boots_a_debian_kernel() -> Result<Completion, Failed> {
         return Ok(Completion::ignored_with(e));
     }
     let out = cli()
-        .args([
-            "vm",
-            "--bisect",
-            "--timeout",
-            "600",
-            "-f",
-            "wp::protect-then-write-faults-once::",
-        ])
+        .args(["vm", "--bisect", "--timeout", "600", "-f", filter])
         .arg("--kernel")
         .arg(kernel.join("vmlinuz"))
         .arg("--modules")
@@ -259,14 +281,29 @@ fn vm_boots_a_debian_kernel() -> Result<Completion, Failed> {
         .map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.code() != Some(0) || !stdout.contains("5 passed, 0 failed, 0 skipped") {
+    if out.status.code() != Some(0) || !stdout.contains(want) {
         return Err(format!(
-            "exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
+            "want `{want}`; exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
             out.status.code()
         )
         .into());
     }
     Ok(Completion::Completed)
+}
+
+/// docs/coverage.md ends with the appendix `list --coverage` generates from cases/.
+fn coverage_appendix_matches_the_corpus() -> Result<(), Failed> {
+    let out = cli()
+        .args(["list", "--coverage"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let generated = String::from_utf8_lossy(&out.stdout);
+    let doc =
+        std::fs::read_to_string(root().join("docs/coverage.md")).map_err(|e| e.to_string())?;
+    if !out.status.success() || !doc.ends_with(generated.as_ref()) {
+        return Err("docs/coverage.md's appendix is stale: replace it with the output of `uffd-conform list --coverage`".into());
+    }
+    Ok(())
 }
 
 /// The example CI configs in ci/ are valid YAML, and every ci/ script they name exists.

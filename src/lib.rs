@@ -17,6 +17,7 @@ pub mod bench;
 pub mod bisect;
 pub mod case;
 pub mod cli;
+pub mod coverage;
 pub mod hostlock;
 pub mod kernel;
 pub mod ktap;

@@ -27,6 +27,8 @@ pub struct PlannedTrial {
     pub uses_scan: bool,
     pub uses_continue_wp: bool,
     pub needs_root: bool,
+    /// Turns a swap device off: runs while no other trial swaps.
+    pub uses_swapoff: bool,
 }
 
 impl PlannedTrial {
@@ -142,13 +144,16 @@ fn plan_one(case: Arc<LoadedCase>, memory: MemoryType) -> PlannedTrial {
         memory,
         features,
         // Private hugetlb may hold a page cache page and a private copy of each page.
-        huge_pages: if memory.is_hugetlb() {
-            2 * c.pages as u64
-        } else {
-            0
+        huge_pages: match memory {
+            MemoryType::HugetlbPrivate => 2 * c.pages as u64,
+            MemoryType::Hugetlb => c.pages as u64,
+            _ => 0,
         },
         needs_swap: c.needs.contains(&Need::Swap)
-            || any_step(&c.steps, memory, &|op| matches!(op, Op::SwapOut(_))),
+            || any_step(&c.steps, memory, &|op| {
+                matches!(op, Op::SwapOut(_) | Op::Swapoff(_))
+            }),
+        uses_swapoff: any_step(&c.steps, memory, &|op| matches!(op, Op::Swapoff(_))),
         needs_ksm: any_step(&c.steps, memory, &|op| matches!(op, Op::KsmMerge(_))),
         needs_thp: c.thp,
         uses_scan: any_step(&c.steps, memory, &|op| matches!(op, Op::Scan(_))),
@@ -161,7 +166,10 @@ fn plan_one(case: Arc<LoadedCase>, memory: MemoryType) -> PlannedTrial {
         // PFNs (KSM merges, kpageflags) are zero for unprivileged readers.
         needs_root: c.needs.contains(&Need::Root)
             || any_step(&c.steps, memory, &|op| {
-                matches!(op, Op::KsmMerge(_) | Op::Collapse(_))
+                matches!(
+                    op,
+                    Op::KsmMerge(_) | Op::Collapse(_) | Op::Migrate(_) | Op::Swapoff(_)
+                ) || matches!(op, Op::RoPin(r) if r.unshares)
                     || matches!(op, Op::Pagemap(p) if p.huge.is_some())
             }),
         case,

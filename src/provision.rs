@@ -250,8 +250,8 @@ fn add_zram_swap() -> Result<String, String> {
             format!("/sys/block/zram{id}/disksize"),
             &SWAP_BYTES.to_string(),
         )?;
-        write_swap_header(&dev, SWAP_BYTES)?;
-        swapon(&dev)?;
+        write_swap_header(&dev, SWAP_BYTES, SWAP_LABEL)?;
+        swapon(&dev, SWAP_PRIORITY)?;
         Ok(dev)
     })?;
     Ok(format!(
@@ -281,8 +281,8 @@ fn add_swap_file() -> Result<String, String> {
         )
         .map_err(|e| format!("fallocate {}: {}", path.display(), e.desc()))?;
         drop(file);
-        write_swap_header(&path, SWAP_BYTES)?;
-        swapon(&path)
+        write_swap_header(&path, SWAP_BYTES, SWAP_LABEL)?;
+        swapon(&path, SWAP_PRIORITY)
     })?;
     Ok(format!(
         "swap on {} ({} MiB file, removed afterwards)",
@@ -292,13 +292,15 @@ fn add_swap_file() -> Result<String, String> {
 }
 
 /// Writes a version-1 swap header (what mkswap writes), so no util-linux is needed (the VM
-/// guest has none).
-pub fn write_swap_header(path: &Path, bytes: u64) -> Result<(), String> {
+/// guest has none). The label (at most 16 bytes) marks devices the suite may sweep up.
+pub fn write_swap_header(path: &Path, bytes: u64, label: &str) -> Result<(), String> {
     let page = crate::kernel::pagemap::base_page_size();
     let mut header = vec![0u8; page];
     let last_page = (bytes / page as u64 - 1) as u32;
     header[1024..1028].copy_from_slice(&1u32.to_ne_bytes()); // version
     header[1028..1032].copy_from_slice(&last_page.to_ne_bytes());
+    let label = &label.as_bytes()[..label.len().min(16)];
+    header[SWAP_LABEL_AT..SWAP_LABEL_AT + label.len()].copy_from_slice(label);
     header[page - 10..].copy_from_slice(b"SWAPSPACE2");
     let mut f = OpenOptions::new()
         .write(true)
@@ -310,14 +312,22 @@ pub fn write_swap_header(path: &Path, bytes: u64) -> Result<(), String> {
     f.sync_all().map_err(|e| e.to_string())
 }
 
+/// Where a version-1 swap header keeps its 16-byte volume label.
+const SWAP_LABEL_AT: usize = 1052;
+
+/// The label of the suite's own swap device (written into its header).
+pub const SWAP_LABEL: &str = "uffd-conform";
+
+/// Priority of the suite's own swap: the highest, above any swap the machine already has.
+pub const SWAP_PRIORITY: i32 = 32767;
+
 fn cpath(path: &Path) -> std::ffi::CString {
     std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL in a path")
 }
 
-fn swapon(path: &Path) -> Result<(), String> {
-    // Highest priority, so MADV_PAGEOUT uses it before any swap the machine already has.
+pub fn swapon(path: &Path, priority: i32) -> Result<(), String> {
     const SWAP_FLAG_PREFER: i32 = 0x8000; // <linux/swap.h>
-    let flags = SWAP_FLAG_PREFER | 32767;
+    let flags = SWAP_FLAG_PREFER | priority;
     // SAFETY: a valid C string and flags.
     let ret = unsafe { libc::swapon(cpath(path).as_ptr(), flags) };
     nix::errno::Errno::result(ret)
@@ -325,13 +335,40 @@ fn swapon(path: &Path) -> Result<(), String> {
         .map_err(|e| format!("swapon {}: {}", path.display(), e.desc()))
 }
 
-fn swapoff(path: &Path) {
+pub fn swapoff(path: &Path) -> Result<(), nix::errno::Errno> {
     // SAFETY: a valid C string.
-    unsafe { libc::swapoff(cpath(path).as_ptr()) };
+    nix::errno::Errno::result(unsafe { libc::swapoff(cpath(path).as_ptr()) }).map(drop)
+}
+
+/// Removes a zram device: off as swap, reset, gone.
+fn remove_zram(id: u32) {
+    let _ = swapoff(Path::new(&format!("/dev/zram{id}")));
+    let _ = write_str(format!("/sys/block/zram{id}/reset"), "1");
+    let _ = write_str("/sys/class/zram-control/hot_remove", &id.to_string());
+}
+
+/// The active swap devices and files (/proc/swaps), each with whether the suite made it.
+pub fn active_swap() -> Vec<(PathBuf, bool)> {
+    let swaps = fs::read_to_string("/proc/swaps").unwrap_or_default();
+    swaps
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|dev| {
+            let mut label = [0u8; 16];
+            let ours = fs::File::open(dev)
+                .and_then(|f| {
+                    std::os::unix::fs::FileExt::read_exact_at(&f, &mut label, SWAP_LABEL_AT as u64)
+                })
+                .is_ok_and(|()| label.split(|&b| b == 0).next() == Some(SWAP_LABEL.as_bytes()));
+            (PathBuf::from(dev), ours)
+        })
+        .collect()
 }
 
 /// Undoes every recorded change, newest first. Safe to call more than once.
 pub fn restore() {
+    crate::trial::memcg::sweep();
     let mut list = undo_list();
     while let Some(undo) = list.pop() {
         match undo {
@@ -341,13 +378,9 @@ pub fn restore() {
             Undo::Knob { path, original } => {
                 let _ = write_str(&path, &original);
             }
-            Undo::Zram { id } => {
-                swapoff(Path::new(&format!("/dev/zram{id}")));
-                let _ = write_str(format!("/sys/block/zram{id}/reset"), "1");
-                let _ = write_str("/sys/class/zram-control/hot_remove", &id.to_string());
-            }
+            Undo::Zram { id } => remove_zram(id),
             Undo::SwapFile { path } => {
-                swapoff(&path);
+                let _ = swapoff(&path);
                 let _ = fs::remove_file(&path);
             }
         }

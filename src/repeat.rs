@@ -1,6 +1,9 @@
 //! `run --repeat N`: the same trials N times, and which of them changed verdict between rounds.
 //! A conformance verdict must depend on the kernel, not on timing: a trial that passes in one
 //! round and fails in another is a bug in the suite (or a race in the kernel) worth reporting.
+//! A trial that only alternates between pass and skip is not flaky: the machine declined to
+//! do what it needs in some rounds (compaction left the page, ksmd was slow), and it never
+//! passed without testing. It is listed apart.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -60,6 +63,14 @@ pub struct Flake {
     pub first_failure: Option<String>,
 }
 
+impl Flake {
+    /// Failed in some round and not in another (or failed differently): flaky. A trial that
+    /// only passed or skipped is not.
+    pub fn is_flaky(&self) -> bool {
+        self.tally.keys().any(|c| matches!(c, Class::Fail(_)))
+    }
+}
+
 /// Finds the trials whose verdict class differs between `rounds` (each round holds the same
 /// trials in the same order, as `run_all` returns them).
 pub fn flakes(rounds: &[Vec<TrialResult>]) -> Vec<Flake> {
@@ -84,29 +95,43 @@ pub fn flakes(rounds: &[Vec<TrialResult>]) -> Vec<Flake> {
         .collect()
 }
 
-/// The repeat report: each flaky trial with its tally, then one line of totals.
+/// The repeat report: each flaky trial with its tally, the trials that only varied between
+/// pass and skip, then one line of totals.
 pub fn report(rounds: &[Vec<TrialResult>], flakes: &[Flake]) -> String {
     let mut out = String::new();
     let trials = rounds.first().map_or(0, Vec::len);
-    if !flakes.is_empty() {
+    let tally = |f: &Flake| -> String {
+        f.tally
+            .iter()
+            .map(|(c, n)| format!("{n} {}", c.label()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (flaky, varied): (Vec<&Flake>, Vec<&Flake>) = flakes.iter().partition(|f| f.is_flaky());
+    if !flaky.is_empty() {
         let _ = writeln!(out, "\nflaky (verdict changed between rounds):");
-        for f in flakes {
-            let tally: Vec<String> = f
-                .tally
-                .iter()
-                .map(|(c, n)| format!("{n} {}", c.label()))
-                .collect();
-            let _ = writeln!(out, "FLAKY   {}: {}", f.name, tally.join(", "));
+        for f in &flaky {
+            let _ = writeln!(out, "FLAKY   {}: {}", f.name, tally(f));
             if let Some(m) = &f.first_failure {
                 let _ = writeln!(out, "    first failure: {}", m.replace('\n', "\n    "));
             }
         }
     }
+    if !varied.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nvaried between pass and skip (the machine declined in some rounds; not flaky):"
+        );
+        for f in &varied {
+            let _ = writeln!(out, "VARIED  {}: {}", f.name, tally(f));
+        }
+    }
     let _ = writeln!(
         out,
-        "\nrepeat: {} rounds of {trials} trials, {} flaky",
+        "\nrepeat: {} rounds of {trials} trials, {} flaky, {} varied between pass and skip",
         rounds.len(),
-        flakes.len()
+        flaky.len(),
+        varied.len()
     );
     out
 }
@@ -170,7 +195,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.ends_with("repeat: 3 rounds of 1 trials, 1 flaky\n"),
+            text.ends_with(
+                "repeat: 3 rounds of 1 trials, 1 flaky, 0 varied between pass and skip\n"
+            ),
             "{text}"
         );
     }
@@ -182,5 +209,25 @@ mod tests {
             vec![result("a::x::anon", Verdict::fail(FailKind::Signal, "s"))],
         ];
         assert_eq!(flakes(&rounds).len(), 1);
+    }
+
+    #[test]
+    fn pass_and_skip_alone_vary_but_are_not_flaky() {
+        let rounds = vec![
+            vec![result("a::x::anon", Verdict::Pass)],
+            vec![result("a::x::anon", Verdict::Skip { reason: "r".into() })],
+        ];
+        let f = flakes(&rounds);
+        assert_eq!(f.len(), 1);
+        assert!(!f[0].is_flaky());
+        let text = report(&rounds, &f);
+        assert!(
+            text.contains("VARIED  a::x::anon: 1 pass, 1 skip"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("0 flaky, 1 varied between pass and skip\n"),
+            "{text}"
+        );
     }
 }

@@ -234,10 +234,10 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
             "`refs` must name at least one source for the rule".into(),
         ));
     }
-    if case.pages == 0 || case.pages > 512 {
+    if case.pages == 0 || case.pages > 1024 {
         return Err((
             At::Field("pages"),
-            format!("pages must be 1 to 512, not {}", case.pages),
+            format!("pages must be 1 to 1024, not {}", case.pages),
         ));
     }
     if case.memory.is_empty() {
@@ -385,6 +385,9 @@ fn validate_step(case: &Case, step: &Step, in_child: bool) -> Result<(), String>
             return Err(
                 "`collapse` needs `thp: true` and anon or shmem memory (limit with `only`)".into(),
             );
+        }
+        Op::Swapoff(_) if memory.iter().any(|m| m.is_hugetlb()) => {
+            return Err("hugetlb pages are never swapped: `swapoff` applies to anon and shmem (limit with `only`)".into());
         }
         Op::KsmMerge(_) if memory.iter().any(|m| m.is_shared() || m.is_hugetlb()) => {
             return Err("KSM merges private pages only: `ksm_merge` applies to anon and shmem-private (limit with `only`)".into());

@@ -32,7 +32,7 @@ pub struct Case {
     /// nothing (use a `register` step). Default: `[wp]`.
     #[serde(default = "default_register")]
     pub register: Vec<RegisterMode>,
-    /// The area's size in pages of the memory type (a hugetlb page is a huge page).
+    /// The area's size in pages of the memory type (a hugetlb page is a huge page), 1 to 1024.
     pub pages: usize,
     /// Machine resources the case needs beyond userfaultfd; a trial without them is skipped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -523,6 +523,11 @@ pub struct RangeOp {
     /// Move the range's start this many bytes up, keeping its length (unaligned ranges).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shift: Option<usize>,
+    /// `protect` only: run the ioctl while the trial's own memory cgroup is full, so that
+    /// the kernel cannot allocate what it charges to the process (page tables for markers).
+    /// Needs root and a memory cgroup controller; skipped otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub memcg_full: bool,
 }
 
 /// UFFDIO_API on the trial's uffd again, or on a fresh one.
@@ -708,6 +713,39 @@ pub struct Collapse {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KsmMerge {
+    pub pages: Pages,
+}
+
+/// Migrates the pages to other frames, verified by their PFNs changing (needs root; the pages
+/// must be present). With two NUMA nodes: move_pages(2) to the other node. With one: memory
+/// compaction, which moves only some pages; when a page stays, the trial is skipped with the
+/// reason (`uffd-conform vm` boots a two-node guest where every migration happens).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Migrate {
+    pub pages: Pages,
+}
+
+/// A short read-only pin: an O_DIRECT write of the pages to a scratch file on a disk file
+/// system (/var/tmp), for which the block layer pins them without FOLL_WRITE. An anonymous
+/// page still shared with a fork is unshared (copied) before it is pinned. With
+/// `unshares: true` every page's frame must change (needs root). Where the scratch file system
+/// copies instead of pinning (tmpfs), the trial is skipped with the reason.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoPin {
+    pub pages: Pages,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unshares: bool,
+}
+
+/// Pages the pages out, then turns the suite's swap off with swapoff(2), which must succeed
+/// and brings every page back in through the kernel's unuse path, and on again. Needs root
+/// and the suite's own swap (skipped when other swap is active); runs while no other trial
+/// swaps.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Swapoff {
     pub pages: Pages,
 }
 

@@ -123,6 +123,12 @@ operations! {
     KsmMerge(KsmMerge) = "ksm_merge",
     /// Collapse the pages into a transparent huge page (verified).
     Collapse(Collapse) = "collapse",
+    /// Migrate the pages to other frames (verified by their PFNs).
+    Migrate(Migrate) = "migrate",
+    /// Swap the pages out, then swapoff(2) and swapon(2) the suite's swap.
+    Swapoff(Swapoff) = "swapoff",
+    /// Pin the pages read-only for an O_DIRECT write (unshares COW-shared pages).
+    RoPin(RoPin) = "ro_pin",
     /// Pin the pages long-term.
     Pin(PinPages) = "pin",
     /// Drop the pins.
@@ -148,6 +154,9 @@ impl Op {
             Op::KernelWrite(k) => vec![&k.pages],
             Op::KsmMerge(k) => vec![&k.pages],
             Op::Collapse(c) => vec![&c.pages],
+            Op::Migrate(m) => vec![&m.pages],
+            Op::Swapoff(s) => vec![&s.pages],
+            Op::RoPin(r) => vec![&r.pages],
             Op::Pin(p) => vec![&p.pages],
             Op::Unpin(_) => vec![],
             Op::PunchHole(p) => vec![&p.pages],
@@ -210,6 +219,7 @@ impl Op {
                 | Op::Munmap(_)
                 | Op::Scan(_)
                 | Op::KernelWrite(_)
+                | Op::RoPin(_)
         )
     }
 }

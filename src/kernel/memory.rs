@@ -72,6 +72,9 @@ impl std::fmt::Display for MemoryType {
 /// The PMD size on x86-64: the size of a transparent huge page.
 pub const PMD_SIZE: usize = 2 << 20;
 
+/// The PUD size on x86-64: what one PMD page table maps.
+pub const PUD_SIZE: usize = 1 << 30;
+
 /// Reserves `len` bytes of address space aligned to `align` (PROT_NONE), for MAP_FIXED.
 fn reserve(len: usize, align: usize) -> Result<usize, Errno> {
     let total = len + align;
@@ -141,13 +144,18 @@ impl Area {
         let len = pages * page_size;
         let length = std::num::NonZeroUsize::new(len).ok_or(Errno::EINVAL)?;
         let prot = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
-        let fixed = if thp {
-            Some(reserve(len, PMD_SIZE)?)
+        // hugetlb areas of 1 GiB or more start on a PUD boundary, where the kernel may share
+        // PMD page tables between mappings (what the PMD-sharing cases are about).
+        let align = if thp {
+            Some(PMD_SIZE)
+        } else if memory.is_hugetlb() && len >= PUD_SIZE {
+            Some(PUD_SIZE)
         } else {
             None
         };
+        let fixed = align.map(|a| reserve(len, a)).transpose()?;
         let at = fixed.map(|a| std::num::NonZeroUsize::new(a).expect("mmap never returns 0"));
-        let fixed_flag = if thp {
+        let fixed_flag = if fixed.is_some() {
             MapFlags::MAP_FIXED
         } else {
             MapFlags::empty()

@@ -32,6 +32,8 @@ pub(super) struct Trial {
     resolve: Resolve,
     user_mode_only: bool,
     pins: Vec<crate::kernel::pin::Pin>,
+    /// The trial's own memory cgroup, once a `memcg_limit` step made it.
+    memcg: Option<super::memcg::Memcg>,
 }
 
 /// What one step came to.
@@ -111,6 +113,9 @@ pub fn run(spec: &TrialSpec, started: u64, progress: &mut dyn FnMut(usize)) -> T
     report.timing.steps = monotonic_ns() - steps_started;
     trial.handler.stop();
     report.messages = trial.handler.all_messages();
+    if let Some(memcg) = trial.memcg.take() {
+        memcg.leave();
+    }
     // The process exits right after sending the report. Unmapping the area now would, with
     // UFFD_FEATURE_EVENT_UNMAP, wait forever for the stopped handler to read the event; and
     // threads still blocked on faults nobody resolves end with the process anyway.
@@ -237,6 +242,7 @@ impl Trial {
             resolve: case.resolve,
             user_mode_only: spec.user_mode_only,
             pins: vec![],
+            memcg: None,
         })
     }
 
@@ -289,6 +295,10 @@ impl Trial {
                 }
                 (Ok(vec![]), ctx.access(&j.faults, &[], true, 0))
             }
+            Op::Protect(r) if r.memcg_full => match self.protect_with_memcg_full(r) {
+                Ok(checked) => (checked, vec![]),
+                Err(reason) => return StepOutcome::Skip(reason),
+            },
             Op::Protect(r) => {
                 let mode = r.mode.unwrap_or(UFFDIO_WRITEPROTECT_MODE_WP);
                 (
@@ -408,6 +418,7 @@ impl Trial {
                     0
                 };
                 let len = from.len() * self.area.page_size;
+                let before = memops::snapshot_present(&self.area, &self.pagemap, &from);
                 let r = self
                     .uffd
                     .move_(
@@ -417,10 +428,14 @@ impl Trial {
                         mode,
                     )
                     .map(drop);
-                (
-                    check_errno("UFFDIO_MOVE", m.errno.as_ref().map(ErrnoName::errno), r),
-                    vec![],
-                )
+                let moved = r.is_ok();
+                let mut checked =
+                    check_errno("UFFDIO_MOVE", m.errno.as_ref().map(ErrnoName::errno), r);
+                if moved && checked.is_ok() {
+                    // No data may be lost: each moved page now holds what its source held.
+                    checked = memops::compare_moved(&self.area, &before, &from, &to);
+                }
+                (checked, vec![])
             }
             Op::Fill(f) => (self.fill(&pages_of(&self.area, &f.pages), f.data), vec![]),
             Op::Pagemap(p) => (memops::check_pagemap(&self.area, &self.pagemap, p), vec![]),
@@ -470,6 +485,33 @@ impl Trial {
                     Ok(Verified::Done(observed)) => (Ok(observed), vec![]),
                     Ok(Verified::Declined(reason)) => return StepOutcome::Skip(reason),
                     Err(e) => (Err(vec![mismatch("pagemap", "an entry", e.desc())]), vec![]),
+                }
+            }
+            Op::Migrate(m) => {
+                let pages = pages_of(&self.area, &m.pages);
+                match super::migrate::migrate(&self.area, &self.pagemap, &pages) {
+                    Ok(Verified::Done(observed)) => (Ok(observed), vec![]),
+                    Ok(Verified::Declined(reason)) => return StepOutcome::Skip(reason),
+                    Err(e) => (
+                        Err(vec![mismatch("migration", "present pages moved", e)]),
+                        vec![],
+                    ),
+                }
+            }
+            Op::Swapoff(o) => {
+                let pages = pages_of(&self.area, &o.pages);
+                match super::swapoff::run(&self.area, &self.pagemap, &pages) {
+                    Ok(Verified::Done(observed)) => (Ok(observed), vec![]),
+                    Ok(Verified::Declined(reason)) => return StepOutcome::Skip(reason),
+                    Err(checked) => (checked, vec![]),
+                }
+            }
+            Op::RoPin(r) => {
+                let pages = pages_of(&self.area, &r.pages);
+                match super::ro_pin::ro_pin(&self.area, &self.pagemap, &pages, r.unshares) {
+                    Ok(Verified::Done(observed)) => (Ok(observed), vec![]),
+                    Ok(Verified::Declined(reason)) => return StepOutcome::Skip(reason),
+                    Err(m) => (Err(m), vec![]),
                 }
             }
             Op::KsmMerge(k) => {
@@ -623,6 +665,49 @@ impl Trial {
         let shift = shift.unwrap_or(0);
         let r = memops::over_runs(&self.area, &pages, |s, l| ioctl(&self.uffd, s + shift, l));
         check_errno(name, errno.as_ref().map(ErrnoName::errno), r)
+    }
+
+    /// UFFDIO_WRITEPROTECT while the trial's memory cgroup is full. Nothing is allocated
+    /// while it is: a user-mode fault that cannot be charged would wait for memory.
+    fn protect_with_memcg_full(
+        &mut self,
+        r: &crate::case::model::RangeOp,
+    ) -> Result<Checked, String> {
+        if self.memcg.is_none() {
+            self.memcg =
+                Some(super::memcg::Memcg::enter().map_err(|e| {
+                    format!("cannot give the trial a memory cgroup of its own: {e}")
+                })?);
+        }
+        let mode = r.mode.unwrap_or(UFFDIO_WRITEPROTECT_MODE_WP);
+        let shift = r.shift.unwrap_or(0);
+        let runs: Vec<(usize, usize)> =
+            crate::case::pages::Pages::runs(&pages_of(&self.area, &r.pages))
+                .into_iter()
+                .map(|(first, count)| {
+                    (
+                        self.area.page_addr(first) + shift,
+                        count * self.area.page_size,
+                    )
+                })
+                .collect();
+        let uffd = &self.uffd;
+        let memcg = self.memcg.as_mut().expect("entered above");
+        let (result, how) = memcg
+            .while_full(|| {
+                runs.iter()
+                    .try_for_each(|&(s, l)| uffd.writeprotect(s, l, mode))
+            })
+            .map_err(|e| format!("cannot hold the memory cgroup at its limit: {e}"))?;
+        let checked = check_errno(
+            "UFFDIO_WRITEPROTECT(WP) with the memory cgroup full",
+            r.errno.as_ref().map(ErrnoName::errno),
+            result,
+        );
+        Ok(checked.map(|mut o| {
+            o.insert(0, how);
+            o
+        }))
     }
 
     /// UFFDIO_API again (the trial's uffd) or on a fresh uffd.

@@ -96,7 +96,8 @@ fn child_main(area: &Area, steps: &[Step], up: OwnedFd, down: OwnedFd) -> ! {
             },
         };
         let line = serde_json::to_string(&result).unwrap_or_default();
-        if writeln!(up, "R {line}").is_err() {
+        // A skipped step ends the child: later steps would test what could not be set up.
+        if writeln!(up, "R {line}").is_err() || result.skip.is_some() {
             break;
         }
     }
@@ -156,6 +157,18 @@ fn child_step(area: &Area, pagemap: &Pagemap, step: &Step) -> ChildStep {
             }
             Err(e) => Err(vec![mismatch("madvise(MADV_PAGEOUT)", "success", e.desc())]),
         },
+        Op::RoPin(r) => {
+            match super::ro_pin::ro_pin(area, pagemap, &pages_of(area, &r.pages), r.unshares) {
+                Ok(Verified::Done(o)) => Ok(o),
+                Ok(Verified::Declined(reason)) => {
+                    return ChildStep {
+                        skip: Some(reason),
+                        ..Default::default()
+                    }
+                }
+                Err(m) => Err(m),
+            }
+        }
         other => Err(vec![mismatch(
             "child step",
             "an operation a child may run",
@@ -264,7 +277,9 @@ fn parent(
         }
         _ => false,
     };
-    if !exit_ok {
+    // A child that stopped at a skipped step exits early, whatever signal was expected.
+    let stopped_at_skip = skip.is_some() && matches!(status, Ok(WaitStatus::Exited(_, 0)));
+    if !exit_ok && !stopped_at_skip {
         let observed_exit = match status {
             Ok(WaitStatus::Exited(_, code)) => format!("exit {code} after child step {last_step}"),
             Ok(WaitStatus::Signaled(_, sig, _)) => {

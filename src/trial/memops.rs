@@ -200,6 +200,62 @@ pub fn swap_out(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Verif
     )))
 }
 
+/// The contents of each present page (holes are not read: reading would fill them).
+pub fn snapshot_present(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Vec<Option<Vec<u8>>> {
+    pages
+        .iter()
+        .map(|&p| {
+            let present = pagemap
+                .entry(area.page_addr(p))
+                .is_ok_and(|e| e.present() || e.swapped());
+            // SAFETY: a present page of our own mapping, read without faulting.
+            present.then(|| unsafe {
+                std::slice::from_raw_parts(area.page_addr(p) as *const u8, area.page_size).to_vec()
+            })
+        })
+        .collect()
+}
+
+/// After a move of `from` onto `to`: each destination holds what its source held.
+pub fn compare_moved(
+    area: &Area,
+    before: &[Option<Vec<u8>>],
+    from: &[usize],
+    to: &[usize],
+) -> Checked {
+    let mut mismatches = Vec::new();
+    let mut kept = 0;
+    for ((bytes, &src), &dst) in before.iter().zip(from).zip(to) {
+        let Some(bytes) = bytes else { continue };
+        // SAFETY: the destination was just filled by UFFDIO_MOVE.
+        let now =
+            unsafe { std::slice::from_raw_parts(area.page_addr(dst) as *const u8, area.page_size) };
+        match moved_page_differs(src, dst, bytes, now) {
+            None => kept += 1,
+            Some(m) => mismatches.push(m),
+        }
+    }
+    checked(
+        vec![format!("{kept} moved page(s) hold their source's contents")],
+        mismatches,
+    )
+}
+
+/// The first word where a moved page's contents `now` differ from what its source held.
+fn moved_page_differs(src: usize, dst: usize, before: &[u8], now: &[u8]) -> Option<Mismatch> {
+    let word_at =
+        |b: &[u8], w: usize| u64::from_ne_bytes(b[w * 8..w * 8 + 8].try_into().expect("8 bytes"));
+    let word = before
+        .chunks_exact(8)
+        .zip(now.chunks_exact(8))
+        .position(|(a, b)| a != b)?;
+    Some(mismatch(
+        format!("contents of page {dst} moved from page {src}, word {word}"),
+        data::explain(word_at(before, word)),
+        data::explain(word_at(now, word)),
+    ))
+}
+
 /// A pagemap bit: its name, number, the expected value and how to read it.
 type BitCheck = (&'static str, u32, Option<bool>, fn(Entry) -> bool);
 
@@ -346,5 +402,36 @@ pub fn check_errno(call: &str, want: Option<Errno>, got: Result<(), Errno>) -> C
             show(want.map_or(Ok(()), Err)),
             show(got),
         )])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::moved_page_differs;
+    use crate::trial::data::word;
+
+    fn page(gen: u8, page: usize) -> Vec<u8> {
+        (0..512)
+            .flat_map(|w| word(gen, page, w).to_ne_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn a_moved_page_with_its_sources_contents_passes() {
+        assert!(moved_page_differs(0, 1, &page(1, 0), &page(1, 0)).is_none());
+    }
+
+    #[test]
+    fn a_moved_page_that_lost_data_names_the_word_and_both_values() {
+        let mut now = page(1, 0);
+        now[8 * 3..8 * 4].fill(0);
+        let m = moved_page_differs(0, 5, &page(1, 0), &now).expect("a mismatch");
+        assert_eq!(m.check, "contents of page 5 moved from page 0, word 3");
+        assert!(
+            m.expected.contains("generation 1 of page 0 word 3"),
+            "{}",
+            m.expected
+        );
+        assert_eq!(m.observed, "zero");
     }
 }

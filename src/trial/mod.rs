@@ -5,6 +5,8 @@
 //! - [`exec`], [`handler`], [`data`]: running steps, serving faults, page contents.
 //! - [`expect`]: expected messages made concrete and compared.
 //! - [`memops`], [`fork`], [`scan`]: memory operations, the fork step, PAGEMAP_SCAN.
+//! - [`migrate`], [`ro_pin`], [`swapoff`]: migration, read-only pins and swapoff, verified.
+//! - [`memcg`]: a memory cgroup of the trial's own, to make kernel allocations fail.
 //! - [`spawn`]: the runner's side: start the process, enforce the time limit, read the report.
 //! - [`zygote`]: the clean single-threaded process that forks trial processes.
 //! - [`verdict`]: what a trial's result means (pass, fail, skip) and how it reads.
@@ -15,9 +17,13 @@ pub mod exec;
 pub mod expect;
 pub mod fork;
 pub mod handler;
+pub mod memcg;
 pub mod memops;
+pub mod migrate;
 pub mod record;
+pub mod ro_pin;
 pub mod scan;
 pub mod spawn;
+pub mod swapoff;
 pub mod verdict;
 pub mod zygote;

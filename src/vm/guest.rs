@@ -99,6 +99,10 @@ fn setup_and_run() -> Result<i32, String> {
     ] {
         mount(source, target, fstype)?;
     }
+    // Memory cgroups for `memcg_full` steps; a kernel without cgroup v2 just skips them.
+    if mount("cgroup2", "/sys/fs/cgroup", "cgroup2").is_ok() {
+        let _ = std::fs::write("/sys/fs/cgroup/cgroup.subtree_control", "+memory");
+    }
     let text = std::fs::read_to_string(CONFIG_PATH).map_err(|e| format!("{CONFIG_PATH}: {e}"))?;
     let config: GuestConfig =
         serde_json::from_str(&text).map_err(|e| format!("{CONFIG_PATH}: {e}"))?;

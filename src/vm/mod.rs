@@ -74,6 +74,10 @@ pub struct VmArgs {
     /// Guest cores (qemu -smp).
     #[arg(long, default_value_t = 2)]
     pub cpus: usize,
+    /// NUMA nodes the guest memory is split over; two let `migrate` steps move pages between
+    /// nodes with move_pages(2).
+    #[arg(long, default_value_t = 2)]
+    pub numa_nodes: usize,
     /// Run `bench --rounds N` in the guest instead of the suite and print its figures (where a
     /// trial's time goes under emulation).
     #[arg(long, value_name = "ROUNDS")]
@@ -229,6 +233,7 @@ fn boot_guest(args: &VmArgs, trials: &[PlannedTrial]) -> Result<qemu::Boot, Stri
         accel: args.accel,
         memory: args.memory.clone(),
         cpus: args.cpus,
+        numa_nodes: args.numa_nodes,
         timeout: Duration::from_secs(args.timeout),
     };
     let verbose = args.verbose;

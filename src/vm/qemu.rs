@@ -22,6 +22,7 @@ pub struct QemuOptions {
     pub accel: Accel,
     pub memory: String,
     pub cpus: usize,
+    pub numa_nodes: usize,
     pub timeout: Duration,
 }
 
@@ -38,7 +39,14 @@ pub struct Boot {
 /// The kernel command line. `panic=-1` reboots at once on a panic and `-no-reboot` turns that
 /// reboot into qemu exiting, so a panic ends the run instead of waiting for the timeout.
 /// `loglevel=5` keeps boot chatter off the console but shows WARNINGs and worse.
-pub const APPEND: &str = "console=ttyS0 loglevel=5 panic=-1 mitigations=off";
+/// `numa_balancing=disable`: with two nodes the kernel would otherwise move pages on its own,
+/// changing the frames that PFN checks compare.
+/// `init_on_alloc=0`: Debian turns zeroing every page at allocation on (hardening); under TCG,
+/// zeroing the huge page pool the corpus provisions (512 pages, 1 GiB) took about 3 s of the
+/// guest's setup. Pages a process maps are zeroed either way (`__GFP_ZERO`), so nothing a
+/// trial can see changes.
+pub const APPEND: &str =
+    "console=ttyS0 loglevel=5 panic=-1 mitigations=off numa_balancing=disable init_on_alloc=0";
 
 /// The emulated CPU under TCG: everything qemu can emulate except ERMS and FSRM. With those
 /// the guest kernel clears and copies pages (and glibc sets and copies memory) with
@@ -58,19 +66,64 @@ pub fn command(o: &QemuOptions) -> Command {
         "-m",
         &o.memory,
         "-smp",
-        &o.cpus.to_string(),
+        &smp_arg(o.cpus, o.numa_nodes),
         "-nographic",
         "-no-reboot",
         // No network: the guest needs none, and the NIC's iPXE option ROM costs boot time.
         "-nic",
         "none",
     ]);
+    c.args(numa_args(&o.memory, o.cpus, o.numa_nodes));
     c.arg("-kernel")
         .arg(&o.kernel)
         .arg("-initrd")
         .arg(&o.initrd)
         .args(["-append", APPEND]);
     c
+}
+
+/// qemu options that split the guest's memory (and cores, round robin) evenly over `nodes`
+/// NUMA nodes; none for one node or a size qemu's suffixes do not make plain.
+pub fn numa_args(memory: &str, cpus: usize, nodes: usize) -> Vec<String> {
+    let Some(total) = memory_mib(memory).filter(|_| nodes >= 2) else {
+        return Vec::new();
+    };
+    let mut args = Vec::new();
+    for node in 0..nodes {
+        let size = total / nodes as u64 + if node == 0 { total % nodes as u64 } else { 0 };
+        args.push("-object".to_string());
+        args.push(format!("memory-backend-ram,id=mem{node},size={size}M"));
+        let mut spec = format!("node,nodeid={node},memdev=mem{node}");
+        // Each node gets whole sockets (see `smp_args`): a node sharing a socket with
+        // another makes the kernel WARN about its topology at boot.
+        let per_node = cpus.div_ceil(nodes);
+        for cpu in (node * per_node..cpus).take(per_node) {
+            spec.push_str(&format!(",cpus={cpu}"));
+        }
+        args.push("-numa".to_string());
+        args.push(spec);
+    }
+    args
+}
+
+/// `-smp`: one socket per NUMA node when the cores divide evenly over the nodes.
+pub fn smp_arg(cpus: usize, nodes: usize) -> String {
+    if nodes >= 2 && cpus.is_multiple_of(nodes) {
+        format!("{cpus},sockets={nodes}")
+    } else {
+        cpus.to_string()
+    }
+}
+
+/// A qemu memory size (`2G`, `1536M`, `2048`: MiB) in MiB.
+fn memory_mib(memory: &str) -> Option<u64> {
+    let m = memory.trim();
+    let (digits, scale) = match m.char_indices().last()? {
+        (i, 'G' | 'g') => (&m[..i], 1024),
+        (i, 'M' | 'm') => (&m[..i], 1),
+        _ => (m, 1),
+    };
+    digits.parse::<u64>().ok().map(|n| n * scale)
 }
 
 /// Boots and waits for the VM to power off, or kills it at the timeout. `on_line` sees each
@@ -142,4 +195,24 @@ fn is_executable(p: &Path) -> bool {
     p.metadata()
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numa_args;
+
+    #[test]
+    fn two_nodes_split_memory_and_cores() {
+        assert_eq!(
+            numa_args("2G", 2, 2).join(" "),
+            "-object memory-backend-ram,id=mem0,size=1024M -numa node,nodeid=0,memdev=mem0,cpus=0 \
+             -object memory-backend-ram,id=mem1,size=1024M -numa node,nodeid=1,memdev=mem1,cpus=1"
+        );
+    }
+
+    #[test]
+    fn one_node_or_an_odd_size_adds_nothing() {
+        assert!(numa_args("2G", 2, 1).is_empty());
+        assert!(numa_args("2T", 2, 2).is_empty());
+    }
 }

@@ -1,0 +1,165 @@
+//! Page migration, verified by the pages' frames (PFNs) changing. With two or more NUMA nodes
+//! the pages are moved to another node with move_pages(2); with one node, memory compaction is
+//! the only migration a process can ask for, and it moves a page only when the page lies below
+//! the point where compaction's two scanners meet, so a page it leaves alone skips the trial.
+
+use nix::errno::Errno;
+
+use super::memops::Verified;
+use crate::kernel::memory::Area;
+use crate::kernel::pagemap::Pagemap;
+
+/// move_pages(2) flag: move pages even when other processes map them (needs CAP_SYS_NICE).
+const MPOL_MF_MOVE_ALL: libc::c_int = 1 << 2;
+
+/// Migrates `pages` of the area; the pages must be present.
+pub fn migrate(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Verified, String> {
+    let before = frames(area, pagemap, pages)?;
+    if let Some((p, _)) = before.iter().find(|(_, f)| f.is_none()) {
+        return Err(format!(
+            "page {p} has no frame to migrate (not present, or PFNs hidden: not root)"
+        ));
+    }
+    let nodes = memory_nodes();
+    let how = if nodes.len() >= 2 {
+        match move_to_other_node(area, pages, &nodes)? {
+            Ok(how) => how,
+            Err(declined) => return Ok(Verified::Declined(declined)),
+        }
+    } else if area.memory.is_hugetlb() {
+        return Ok(Verified::Declined(
+            "one NUMA node, and compaction does not migrate hugetlb pages: migration needs a second node (`uffd-conform vm` boots a two-node guest)".into(),
+        ));
+    } else {
+        std::fs::write("/proc/sys/vm/compact_memory", "1")
+            .map_err(|e| format!("/proc/sys/vm/compact_memory: {e}"))?;
+        "compaction (one NUMA node)".to_string()
+    };
+    let after = frames(area, pagemap, pages)?;
+    // The reason names no pages or frames, so that skips group in the summary.
+    if before.iter().zip(&after).any(|((_, a), (_, b))| a == b) {
+        return Ok(Verified::Declined(format!(
+            "{how} left the pages where they were: migration needs a second NUMA node (`uffd-conform vm` boots a two-node guest), or pages that compaction happens to move"
+        )));
+    }
+    let observed = before
+        .iter()
+        .zip(&after)
+        .map(|((p, a), (_, b))| {
+            format!(
+                "page {p} migrated by {how}: PFN 0x{:x} -> 0x{:x}",
+                a.unwrap_or(0),
+                b.unwrap_or(0)
+            )
+        })
+        .collect();
+    Ok(Verified::Done(observed))
+}
+
+/// Each page's frame number, None when not present.
+fn frames(
+    area: &Area,
+    pagemap: &Pagemap,
+    pages: &[usize],
+) -> Result<Vec<(usize, Option<u64>)>, String> {
+    pages
+        .iter()
+        .map(|&p| {
+            let entry = pagemap
+                .entry(area.page_addr(p))
+                .map_err(|e| format!("pagemap of page {p}: {e}"))?;
+            Ok((p, entry.pfn().filter(|&f| f != 0)))
+        })
+        .collect()
+}
+
+/// The NUMA nodes that have memory (/sys/devices/system/node/has_memory, e.g. `0-1`).
+pub fn memory_nodes() -> Vec<i32> {
+    let text = std::fs::read_to_string("/sys/devices/system/node/has_memory")
+        .unwrap_or_else(|_| "0".into());
+    parse_node_list(text.trim())
+}
+
+/// Parses a kernel CPU/node list such as `0-2,4`.
+pub fn parse_node_list(text: &str) -> Vec<i32> {
+    let mut nodes = Vec::new();
+    for part in text.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<i32>(), b.parse::<i32>()) {
+                    nodes.extend(a..=b);
+                }
+            }
+            None => nodes.extend(part.parse::<i32>().ok()),
+        }
+    }
+    nodes
+}
+
+/// Moves every page to a node other than the first page's. The outer error is a failing
+/// syscall; the inner one a page the kernel declined to move (busy, no memory on the node).
+fn move_to_other_node(
+    area: &Area,
+    pages: &[usize],
+    nodes: &[i32],
+) -> Result<Result<String, String>, String> {
+    let addrs: Vec<*mut libc::c_void> = pages
+        .iter()
+        .map(|&p| area.page_addr(p) as *mut libc::c_void)
+        .collect();
+    let current = move_pages(&addrs, None)?;
+    let from = current[0];
+    let Some(&to) = nodes.iter().find(|&&n| n != from) else {
+        return Ok(Err(format!("no node other than {from} has memory")));
+    };
+    let targets = vec![to; addrs.len()];
+    let status = move_pages(&addrs, Some(&targets))?;
+    if let Some((i, s)) = status.iter().enumerate().find(|(_, &s)| s != to) {
+        let why = if *s < 0 {
+            Errno::from_raw(-s).desc().to_string()
+        } else {
+            format!("still on node {s}")
+        };
+        return Ok(Err(format!(
+            "move_pages(2) did not move page {} to node {to}: {why}",
+            pages[i]
+        )));
+    }
+    Ok(Ok(format!("move_pages(2) from node {from} to node {to}")))
+}
+
+/// move_pages(2) on this process: with `nodes`, moves; without, reports each page's node.
+fn move_pages(addrs: &[*mut libc::c_void], nodes: Option<&[i32]>) -> Result<Vec<i32>, String> {
+    let mut status = vec![0i32; addrs.len()];
+    // SAFETY: the arrays have addrs.len() entries and outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_pages,
+            0,
+            addrs.len() as libc::c_ulong,
+            addrs.as_ptr(),
+            nodes.map_or(std::ptr::null(), |n| n.as_ptr()),
+            status.as_mut_ptr(),
+            if nodes.is_some() { MPOL_MF_MOVE_ALL } else { 0 },
+        )
+    };
+    if ret < 0 {
+        let e = Errno::last();
+        return Err(format!("move_pages(2): {e:?} ({})", e.desc()));
+    }
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_node_list;
+
+    #[rstest::rstest]
+    #[case("0", vec![0])]
+    #[case("0-1", vec![0, 1])]
+    #[case("0-2,4", vec![0, 1, 2, 4])]
+    #[case("", vec![])]
+    fn node_lists(#[case] text: &str, #[case] nodes: Vec<i32>) {
+        assert_eq!(parse_node_list(text), nodes);
+    }
+}
