@@ -46,11 +46,38 @@ pub fn run_planned(trial: &PlannedTrial, probe: &Probe) -> TrialResult {
         .timeout_ms
         .map(Duration::from_millis)
         .unwrap_or(DEFAULT_TIMEOUT);
+    let pool_before = _lane
+        .as_ref()
+        .and_then(|_| free_huge_pages(probe.huge_page_size));
     let mut result = run_trial(&trial.name, &trial.spec(probe), timeout);
+    if let Some(free) = pool_before {
+        wait_for_pool(probe.huge_page_size, free);
+    }
     if let Some(expect) = &trial.case.case.expect_failure {
         result.verdict = result.verdict.judge_meta(expect);
     }
     result
+}
+
+/// Free huge pages of `size` bytes in the pool, when the kernel says.
+fn free_huge_pages(size: usize) -> Option<u64> {
+    let path = format!(
+        "/sys/kernel/mm/hugepages/hugepages-{}kB/free_hugepages",
+        size / 1024
+    );
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Holds the hugetlb lane until the pool has `free` pages again (at most a second). A trial's
+/// huge pages return only when every process that mapped them is gone, and a killed child of
+/// the trial, or an io_uring torn down in the background, may still hold some after the trial
+/// itself was reaped; the next hugetlb trial would find the pool short (ENOMEM), a failure
+/// that is not the kernel's.
+fn wait_for_pool(size: usize, free: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while free_huge_pages(size).is_some_and(|n| n < free) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Runs every trial on `jobs` threads; `on_done` sees each result as it finishes. Results come

@@ -102,6 +102,14 @@ fn setup_and_run() -> Result<i32, String> {
     // Memory cgroups for `memcg_full` steps; a kernel without cgroup v2 just skips them.
     if mount("cgroup2", "/sys/fs/cgroup", "cgroup2").is_ok() {
         let _ = std::fs::write("/sys/fs/cgroup/cgroup.subtree_control", "+memory");
+        // One memory cgroup for the guest's lifetime, made now while nothing else runs, so that
+        // the trials' cgroups flip no memcg static key: the first memory cgroup turns the kmem
+        // key on, and the socket-accounting key is counted per memory cgroup (on with the first,
+        // off with the last). Flipping a key live-patches kernel text (int3, then the new
+        // bytes); in one of seven full runs under TCG, a trial hit such an int3 while a
+        // `memcg_full` trial made its cgroup, and the kernel oopsed (`Oops: int3` in
+        // kmem_cache_alloc_lru).
+        let _ = std::fs::create_dir("/sys/fs/cgroup/uffd-conform-guest");
     }
     let text = std::fs::read_to_string(CONFIG_PATH).map_err(|e| format!("{CONFIG_PATH}: {e}"))?;
     let config: GuestConfig =
