@@ -96,8 +96,9 @@ pub fn parse_node_list(text: &str) -> Vec<i32> {
     nodes
 }
 
-/// Moves every page to a node other than the first page's. The outer error is a failing
-/// syscall; the inner one a page the kernel declined to move (busy, no memory on the node).
+/// Moves every page to a node other than its own (pages may start on different nodes). The
+/// outer error is a failing syscall; the inner one a page the kernel declined to move (busy,
+/// no memory on the node).
 fn move_to_other_node(
     area: &Area,
     pages: &[usize],
@@ -108,24 +109,36 @@ fn move_to_other_node(
         .map(|&p| area.page_addr(p) as *mut libc::c_void)
         .collect();
     let current = move_pages(&addrs, None)?;
-    let from = current[0];
-    let Some(&to) = nodes.iter().find(|&&n| n != from) else {
-        return Ok(Err(format!("no node other than {from} has memory")));
-    };
-    let targets = vec![to; addrs.len()];
+    let mut targets = Vec::with_capacity(current.len());
+    for (i, &from) in current.iter().enumerate() {
+        match nodes.iter().find(|&&n| n != from) {
+            Some(&to) => targets.push(to),
+            None => {
+                return Ok(Err(format!(
+                    "no node other than {from} has memory for page {}",
+                    pages[i]
+                )))
+            }
+        }
+    }
     let status = move_pages(&addrs, Some(&targets))?;
-    if let Some((i, s)) = status.iter().enumerate().find(|(_, &s)| s != to) {
-        let why = if *s < 0 {
-            Errno::from_raw(-s).desc().to_string()
+    if let Some(i) = (0..status.len()).find(|&i| status[i] != targets[i]) {
+        let why = if status[i] < 0 {
+            Errno::from_raw(-status[i]).desc().to_string()
         } else {
-            format!("still on node {s}")
+            format!("still on node {}", status[i])
         };
         return Ok(Err(format!(
-            "move_pages(2) did not move page {} to node {to}: {why}",
-            pages[i]
+            "move_pages(2) did not move page {} to node {}: {why}",
+            pages[i], targets[i]
         )));
     }
-    Ok(Ok(format!("move_pages(2) from node {from} to node {to}")))
+    let moves: Vec<String> = current
+        .iter()
+        .zip(&targets)
+        .map(|(from, to)| format!("{from}->{to}"))
+        .collect();
+    Ok(Ok(format!("move_pages(2) (nodes {})", moves.join(", "))))
 }
 
 /// move_pages(2) on this process: with `nodes`, moves; without, reports each page's node.
