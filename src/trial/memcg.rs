@@ -22,6 +22,10 @@ pub struct Memcg {
     unlimited: &'static str,
     /// The mapping that fills the cgroup to its limit: address and length.
     filler: Option<(usize, usize)>,
+    /// Charge stocks are per CPU, and another CPU's is drained only by a work item some time
+    /// later. The thread stays on one CPU from before it enters the cgroup, so every charge
+    /// to the cgroup is made there and the drain that makes it full is synchronous.
+    _pinned: PinnedToThisCpu,
     /// The limit file, opened before the cgroup is full: opening a file allocates memory
     /// charged to the cgroup, which a full cgroup cannot give.
     limit_fd: Option<fs::File>,
@@ -30,6 +34,7 @@ pub struct Memcg {
 impl Memcg {
     /// Moves this process into a fresh memory cgroup. `Err` says why the machine cannot.
     pub fn enter() -> Result<Memcg, String> {
+        let pinned = PinnedToThisCpu::new();
         let cgroups = fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
         let name = format!("{PREFIX}{}", std::process::id());
         let (parent, home, (limit_file, usage_file), unlimited) = if let Some(v2) = v2_root() {
@@ -63,6 +68,7 @@ impl Memcg {
             usage_file,
             unlimited,
             filler: None,
+            _pinned: pinned,
             limit_fd: None,
         };
         // Reclaim must not make room by swapping the filler out.
@@ -111,9 +117,6 @@ impl Memcg {
         // The limit at the usage, then a limit of 0 that the kernel refuses (EBUSY) after
         // draining the per-CPU stocks: pages charged ahead, which later allocations would
         // consume without meeting the limit.
-        // Charge stocks are per CPU: staying on one CPU from the drain to `f` means the stock
-        // the filler used up is the one `f`'s allocations meet.
-        let _pinned = PinnedToThisCpu::new();
         // Everything the filling needs is allocated first: a full cgroup could not.
         let zero = self.prepare_filler()?;
         let limit = self.limit_at_usage()?;
