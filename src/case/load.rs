@@ -248,6 +248,14 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
             ));
         }
     }
+    if let Some(n) = case.across_pud {
+        if n == 0 || n >= case.pages {
+            return Err((
+                At::Field("across_pud"),
+                format!("across_pud must be 1 to pages - 1 ({}), not {n}", case.pages - 1),
+            ));
+        }
+    }
     if case.memory.is_empty() {
         return Err((At::Field("memory"), "`memory` lists no memory type".into()));
     }

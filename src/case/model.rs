@@ -49,6 +49,10 @@ pub struct Case {
     /// suite provisions needs only these (twice for private hugetlb).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub huge_pages: Option<usize>,
+    /// Place the area so that a 1 GiB boundary (a new PUD entry, with page tables of its
+    /// own) falls after its first `across_pud` pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub across_pud: Option<usize>,
     /// Who runs the trial process: `runner` (default, the user running the suite) or `nobody`
     /// (uid/gid 65534, no capabilities; needs a root runner to switch). An unprivileged trial
     /// opens its uffd with UFFD_USER_MODE_ONLY when vm.unprivileged_userfaultfd is 0.

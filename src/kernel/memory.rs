@@ -126,17 +126,20 @@ fn errno_of(e: std::io::Error) -> Errno {
 impl Area {
     /// Maps a new area. `huge_page_size` is the default hugetlb page size (for hugetlb types).
     pub fn map(memory: MemoryType, pages: usize, huge_page_size: usize) -> Result<Area, Errno> {
-        Area::map_with(memory, pages, huge_page_size, false, false)
+        Area::map_with(memory, pages, huge_page_size, false, false, None)
     }
 
     /// Maps a new area; with `thp`, aligned to the PMD size and open to transparent huge pages;
-    /// with `noreserve`, MAP_NORESERVE (hugetlb: no pool pages reserved up front).
+    /// with `noreserve`, MAP_NORESERVE (hugetlb: no pool pages reserved up front); with
+    /// `across_pud: Some(n)`, placed so that a 1 GiB (PUD) boundary falls after its first `n`
+    /// pages.
     pub fn map_with(
         memory: MemoryType,
         pages: usize,
         huge_page_size: usize,
         thp: bool,
         noreserve: bool,
+        across_pud: Option<usize>,
     ) -> Result<Area, Errno> {
         let page_size = if memory.is_hugetlb() {
             huge_page_size
@@ -155,7 +158,11 @@ impl Area {
         } else {
             None
         };
-        let fixed = align.map(|a| reserve(len, a)).transpose()?;
+        let fixed = match across_pud {
+            // A PUD-aligned reservation with room for the area on both sides of its end.
+            Some(n) => Some(reserve(PUD_SIZE + len, PUD_SIZE)? + PUD_SIZE - n * page_size),
+            None => align.map(|a| reserve(len, a)).transpose()?,
+        };
         let at = fixed.map(|a| std::num::NonZeroUsize::new(a).expect("mmap never returns 0"));
         let fixed_flag = if fixed.is_some() {
             MapFlags::MAP_FIXED

@@ -193,6 +193,7 @@ impl Trial {
             spec.huge_page_size,
             case.thp,
             case.huge_pages.is_some(),
+            case.across_pud,
         )
         .map_err(|e| {
             setup_failure(
@@ -698,21 +699,66 @@ impl Trial {
                 .collect();
         let uffd = &self.uffd;
         let memcg = self.memcg.as_mut().expect("entered above");
-        let (result, how) = memcg
-            .while_full(|| {
-                runs.iter()
-                    .try_for_each(|&(s, l)| uffd.writeprotect(s, l, mode))
-            })
+        let (result, fullness) = memcg
+            .while_full(|| runs.iter().try_for_each(|&(s, l)| uffd.writeprotect(s, l, mode)))
             .map_err(|e| format!("cannot hold the memory cgroup at its limit: {e}"))?;
+        if result.is_ok() && fullness.room_after > 0 {
+            // The ioctl may have found room instead of meeting the limit: no verdict either way.
+            return Err(format!(
+                "the memory cgroup had room again while UFFDIO_WRITEPROTECT ran, so its success says nothing ({fullness})"
+            ));
+        }
+        if result.is_ok() && r.errno.is_some() {
+            // Success with no room: either the kernel needed no page table (they were there
+            // already, left by an earlier mapping of these addresses), and then every page is
+            // protected, or it failed to allocate one and said nothing, leaving pages bare.
+            let pages = pages_of(&self.area, &r.pages);
+            let bare: Vec<usize> = pages
+                .iter()
+                .copied()
+                .filter(|&p| {
+                    !self
+                        .pagemap
+                        .entry(self.area.page_addr(p))
+                        .is_ok_and(|e| e.uffd_wp())
+                })
+                .collect();
+            if bare.is_empty() {
+                return Err(format!(
+                    "UFFDIO_WRITEPROTECT needed no page table (they existed already) and protected every page: nothing to test ({fullness})"
+                ));
+            }
+            return Ok(Err(vec![mismatch(
+                "UFFDIO_WRITEPROTECT(WP) with the memory cgroup full",
+                r.errno.as_ref().map_or(String::new(), |e| {
+                    let e = e.errno();
+                    format!("{e:?} ({})", e.desc())
+                }),
+                format!(
+                    "success, with {} of {} pages left unprotected (first: page {}) [{fullness}]",
+                    bare.len(),
+                    pages.len(),
+                    bare[0]
+                ),
+            )]));
+        }
         let checked = check_errno(
             "UFFDIO_WRITEPROTECT(WP) with the memory cgroup full",
             r.errno.as_ref().map(ErrnoName::errno),
             result,
         );
-        Ok(checked.map(|mut o| {
-            o.insert(0, how);
-            o
-        }))
+        Ok(match checked {
+            Ok(mut o) => {
+                o.insert(0, fullness.to_string());
+                Ok(o)
+            }
+            Err(mut m) => {
+                for x in &mut m {
+                    x.observed = format!("{} [{fullness}]", x.observed);
+                }
+                Err(m)
+            }
+        })
     }
 
     /// UFFDIO_API again (the trial's uffd) or on a fresh uffd.

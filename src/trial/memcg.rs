@@ -7,6 +7,25 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// How full the cgroup was held while a `while_full` closure ran.
+pub struct Fullness {
+    pub limit: u64,
+    /// Bytes the filler took up to the limit.
+    pub filled: usize,
+    /// Bytes that could be charged right after the closure: 0 when the cgroup stayed full.
+    pub room_after: usize,
+}
+
+impl std::fmt::Display for Fullness {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "memory cgroup held at {} bytes (read(/dev/zero) charged {} bytes more before failing; room afterwards: {} bytes)",
+            self.limit, self.filled, self.room_after
+        )
+    }
+}
+
 /// Size of the filler mapping: far more than the per-CPU stocks can hold.
 const FILLER: usize = 64 << 20;
 
@@ -113,7 +132,7 @@ impl Memcg {
     /// Runs `f` while the cgroup is full: its limit at its usage, the per-CPU charge stocks
     /// drained and the little room left taken by a filler. Lifts the limit afterwards. Says
     /// how full it was.
-    pub fn while_full<R>(&mut self, f: impl FnOnce() -> R) -> Result<(R, String), String> {
+    pub fn while_full<R>(&mut self, f: impl FnOnce() -> R) -> Result<(R, Fullness), String> {
         // The limit at the usage, then a limit of 0 that the kernel refuses (EBUSY) after
         // draining the per-CPU stocks: pages charged ahead, which later allocations would
         // consume without meeting the limit.
@@ -127,13 +146,44 @@ impl Memcg {
             .set_limit(&limit.to_string())
             .and_then(|()| self.fill_to_limit(&zero));
         let result = full.as_ref().ok().map(|_| f());
+        // Room that appeared while `f` ran (a late uncharge, a reclaim) means `f` may not
+        // have met the limit at all: the caller cannot conclude from a success.
+        let room_after = match &full {
+            Ok(filled) => self.probe_room(&zero, *filled),
+            Err(_) => 0,
+        };
         self.release_filler();
         self.set_limit(self.unlimited)?;
         let filled = full?;
         Ok((
             result.expect("ran when full"),
-            format!("memory cgroup held at {limit} bytes (read(/dev/zero) charged {filled} bytes more before failing)"),
+            Fullness {
+                limit,
+                filled,
+                room_after,
+            },
         ))
+    }
+
+    /// Whether a page more can be charged now: a kernel-mode read into the filler past what
+    /// the fill reached. Returns the bytes it could charge (0: still full).
+    fn probe_room(&self, zero: &fs::File, filled: usize) -> usize {
+        let Some((addr, len)) = self.filler else {
+            return 0;
+        };
+        let page = crate::kernel::pagemap::base_page_size();
+        if filled + page > len {
+            return 0;
+        }
+        // SAFETY: reads into our own filler mapping, past the filled part.
+        let n = unsafe {
+            libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(zero),
+                (addr + filled) as *mut libc::c_void,
+                page,
+            )
+        };
+        n.max(0) as usize
     }
 
     fn limit_at_usage(&self) -> Result<u64, String> {
