@@ -252,7 +252,10 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
         if n == 0 || n >= case.pages {
             return Err((
                 At::Field("across_pud"),
-                format!("across_pud must be 1 to pages - 1 ({}), not {n}", case.pages - 1),
+                format!(
+                    "across_pud must be 1 to pages - 1 ({}), not {n}",
+                    case.pages - 1
+                ),
             ));
         }
     }

@@ -700,7 +700,10 @@ impl Trial {
         let uffd = &self.uffd;
         let memcg = self.memcg.as_mut().expect("entered above");
         let (result, fullness) = memcg
-            .while_full(|| runs.iter().try_for_each(|&(s, l)| uffd.writeprotect(s, l, mode)))
+            .while_full(|| {
+                runs.iter()
+                    .try_for_each(|&(s, l)| uffd.writeprotect(s, l, mode))
+            })
             .map_err(|e| format!("cannot hold the memory cgroup at its limit: {e}"))?;
         if result.is_ok() && fullness.room_after > 0 {
             // The ioctl may have found room instead of meeting the limit: no verdict either way.
