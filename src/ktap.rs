@@ -499,14 +499,7 @@ mod tests {
     use std::time::Duration;
 
     fn result(name: &str, memory: MemoryType, verdict: Verdict) -> TrialResult {
-        TrialResult {
-            name: name.into(),
-            memory,
-            verdict,
-            duration: Duration::ZERO,
-            report: None,
-            stderr: String::new(),
-        }
+        TrialResult::unreported(name, memory, verdict)
     }
 
     fn sample() -> Vec<TrialResult> {

@@ -140,17 +140,9 @@ pub fn report(rounds: &[Vec<TrialResult>], flakes: &[Flake]) -> String {
 mod tests {
     use super::*;
     use crate::kernel::memory::MemoryType;
-    use std::time::Duration;
 
     fn result(name: &str, verdict: Verdict) -> TrialResult {
-        TrialResult {
-            name: name.into(),
-            memory: MemoryType::Anon,
-            verdict,
-            duration: Duration::ZERO,
-            report: None,
-            stderr: String::new(),
-        }
+        TrialResult::unreported(name, MemoryType::Anon, verdict)
     }
 
     #[test]

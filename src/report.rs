@@ -84,12 +84,8 @@ mod tests {
 
     fn result(name: &str, verdict: Verdict) -> TrialResult {
         TrialResult {
-            name: name.into(),
-            memory: MemoryType::Anon,
-            verdict,
             duration: Duration::from_millis(3),
-            report: None,
-            stderr: String::new(),
+            ..TrialResult::unreported(name, MemoryType::Anon, verdict)
         }
     }
 

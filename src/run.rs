@@ -20,14 +20,7 @@ static SWAP_LANE: RwLock<()> = RwLock::new(());
 /// Runs one trial (or skips it with the reason).
 pub fn run_planned(trial: &PlannedTrial, probe: &Probe) -> TrialResult {
     if let Some(reason) = trial.skip_reason(probe) {
-        return TrialResult {
-            name: trial.name.clone(),
-            memory: trial.memory,
-            verdict: Verdict::Skip { reason },
-            duration: Duration::ZERO,
-            report: None,
-            stderr: String::new(),
-        };
+        return TrialResult::unreported(&trial.name, trial.memory, Verdict::Skip { reason });
     }
     // One hugetlb trial at a time in this process (the mutex) and on the host (the file lock,
     // for other uffd-conform processes sharing the pool).

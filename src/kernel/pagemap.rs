@@ -48,9 +48,10 @@ impl Entry {
     pub fn soft_dirty(self) -> bool {
         self.0 & PM_SOFT_DIRTY != 0
     }
-    /// The PFN of a present page (zero without CAP_SYS_ADMIN).
+    /// The PFN of a present page; None when not present or hidden (the kernel reports 0 to
+    /// readers without CAP_SYS_ADMIN).
     pub fn pfn(self) -> Option<u64> {
-        self.present().then_some(self.0 & PM_PFN_MASK)
+        Some(self.0 & PM_PFN_MASK).filter(|&f| self.present() && f != 0)
     }
 
     /// The named flag bits that are set, for reports: e.g. `present|wp|exclusive`.
@@ -104,6 +105,11 @@ impl Pagemap {
         let offset = (addr / base_page_size()) as u64 * 8;
         self.file.read_exact_at(&mut buf, offset)?;
         Ok(Entry(u64::from_ne_bytes(buf)))
+    }
+
+    /// The frame (PFN) of the page holding `addr`; None when not present, hidden or unread.
+    pub fn frame(&self, addr: usize) -> Option<u64> {
+        self.entry(addr).ok().and_then(Entry::pfn)
     }
 
     /// PAGEMAP_SCAN over `[start, end)`; returns the regions found and `walk_end`.

@@ -179,17 +179,21 @@ fn resolve_retrying(
     let mut last = Ok(());
     for _ in 0..2000 {
         last = resolve(uffd, geo, policy, flags, addr, zero);
-        match &last {
-            Err(e) if e.ends_with(nix::errno::Errno::EAGAIN.desc()) => {
+        match last {
+            Err((_, nix::errno::Errno::EAGAIN)) => {
                 std::thread::sleep(std::time::Duration::from_micros(500))
             }
-            _ => return last,
+            _ => break,
         }
     }
-    last
+    last.map_err(|(ioctl, e)| {
+        let what = Message::flag_names(flags);
+        format!("{ioctl} on {what} fault at 0x{addr:x}: {}", e.desc())
+    })
 }
 
-/// Resolves one page fault on the page that holds `addr`, as `policy` says.
+/// Resolves one page fault on the page that holds `addr`, as `policy` says. A failure names
+/// the ioctl and its errno.
 fn resolve(
     uffd: &Uffd,
     geo: &Geometry,
@@ -197,19 +201,16 @@ fn resolve(
     flags: u64,
     addr: u64,
     zero: &[u8],
-) -> Result<(), String> {
+) -> Result<(), (&'static str, nix::errno::Errno)> {
     if policy == Resolve::Never {
         return Ok(());
     }
     let page = (addr as usize) & !(geo.page_size - 1);
     let len = geo.page_size;
-    let what = Message::flag_names(flags);
-    let failed = |ioctl: &str, e: nix::errno::Errno| {
-        format!("{ioctl} on {what} fault at 0x{addr:x}: {}", e.desc())
-    };
+    let failed = |ioctl: &'static str| move |e: nix::errno::Errno| (ioctl, e);
     if flags & UFFD_PAGEFAULT_FLAG_WP != 0 {
         uffd.writeprotect(page, len, 0)
-            .map_err(|e| failed("UFFDIO_WRITEPROTECT(0)", e))
+            .map_err(failed("UFFDIO_WRITEPROTECT(0)"))
     } else if flags & UFFD_PAGEFAULT_FLAG_MINOR != 0 {
         let mode = if policy == Resolve::ContinueWp {
             UFFDIO_CONTINUE_MODE_WP
@@ -218,7 +219,7 @@ fn resolve(
         };
         uffd.continue_(page, len, mode)
             .map(drop)
-            .map_err(|e| failed("UFFDIO_CONTINUE", e))
+            .map_err(failed("UFFDIO_CONTINUE"))
     } else {
         let result = match policy {
             Resolve::Zeropage => uffd.zeropage(page, len, 0).map(drop),
@@ -230,10 +231,8 @@ fn resolve(
         match result {
             Ok(()) => Ok(()),
             // Another thread resolved it first: wake the faulting thread to retry.
-            Err(nix::errno::Errno::EEXIST) => {
-                uffd.wake(page, len).map_err(|e| failed("UFFDIO_WAKE", e))
-            }
-            Err(e) => Err(failed("UFFDIO_COPY/ZEROPAGE", e)),
+            Err(nix::errno::Errno::EEXIST) => uffd.wake(page, len).map_err(failed("UFFDIO_WAKE")),
+            Err(e) => Err(("UFFDIO_COPY/ZEROPAGE", e)),
         }
     }
 }

@@ -64,10 +64,7 @@ impl Memcg {
             let home = v2.join(path.trim_start_matches('/'));
             (v2, home, ("memory.max", "memory.current"), "max")
         } else if let Some(v1) = v1_memory_mount() {
-            let path = cgroups
-                .lines()
-                .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
-                .ok_or("no memory cgroup in /proc/self/cgroup")?;
+            let path = v1_own_path(&cgroups).ok_or("no memory cgroup in /proc/self/cgroup")?;
             let here = v1.join(path.trim_start_matches('/'));
             (
                 here.clone(),
@@ -140,7 +137,8 @@ impl Memcg {
         let zero = self.prepare_filler()?;
         let limit = self.limit_at_usage()?;
         let _ = self.set_limit("0");
-        // Other CPUs drain in a work item.
+        // Other CPUs drain in a work item: this thread charges only on its own CPU, but the
+        // fault handler thread may have charged on another one.
         std::thread::sleep(std::time::Duration::from_millis(20));
         let full = self
             .set_limit(&limit.to_string())
@@ -326,6 +324,13 @@ fn v2_root() -> Option<PathBuf> {
     })
 }
 
+/// This process's cgroup v1 memory path, from the text of /proc/self/cgroup.
+fn v1_own_path(cgroups: &str) -> Option<&str> {
+    cgroups
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p))
+}
+
 /// The cgroup v1 memory controller's mount.
 fn v1_memory_mount() -> Option<PathBuf> {
     mounts("cgroup")
@@ -350,10 +355,7 @@ fn mounts(kind: &str) -> Vec<PathBuf> {
 pub fn sweep() {
     let mut parents: Vec<PathBuf> = v2_root().into_iter().collect();
     if let (Some(v1), Ok(cgroups)) = (v1_memory_mount(), fs::read_to_string("/proc/self/cgroup")) {
-        if let Some(path) = cgroups
-            .lines()
-            .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
-        {
+        if let Some(path) = v1_own_path(&cgroups) {
             parents.push(v1.join(path.trim_start_matches('/')));
         }
     }

@@ -275,10 +275,7 @@ pub fn collapse(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Verif
     let entry = pagemap
         .entry(area.page_addr(first))
         .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
-    let huge = entry
-        .pfn()
-        .filter(|&f| f != 0)
-        .map(crate::kernel::pagemap::frame_is_huge);
+    let huge = entry.pfn().map(crate::kernel::pagemap::frame_is_huge);
     match huge {
         Some(Ok(true)) => Ok(Verified::Done(vec![format!(
             "page {first} is in a transparent huge page ({})",
@@ -301,13 +298,7 @@ pub fn ksm_merge(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Veri
     loop {
         let pfns: Vec<Option<u64>> = pages
             .iter()
-            .map(|&p| {
-                pagemap
-                    .entry(area.page_addr(p))
-                    .ok()
-                    .and_then(|e| e.pfn())
-                    .filter(|&f| f != 0)
-            })
+            .map(|&p| pagemap.frame(area.page_addr(p)))
             .collect();
         if pfns.iter().all(|f| f.is_some() && *f == pfns[0]) {
             return Ok(Verified::Done(vec![format!(
@@ -349,7 +340,7 @@ pub fn check_pagemap(area: &Area, pagemap: &Pagemap, p: &PagemapExpect) -> Check
         };
         observed.push(format!("pagemap page {page}: {}", entry.describe()));
         if let Some(want) = p.huge {
-            let got = match entry.pfn().filter(|&pfn| pfn != 0) {
+            let got = match entry.pfn() {
                 Some(pfn) => crate::kernel::pagemap::frame_is_huge(pfn).map_err(|e| e.to_string()),
                 None => Err(format!("no PFN ({})", entry.describe())),
             };

@@ -58,7 +58,7 @@ pub fn ro_pin(
     let mut observed = Vec::new();
     let mut mismatches = Vec::new();
     for &p in pages {
-        let before = frame(area, pagemap, p);
+        let before = pagemap.frame(area.page_addr(p));
         // SAFETY: the page lies in our own mapping; O_DIRECT needs the page-aligned buffer
         // it is, and the kernel only reads it.
         let buf =
@@ -71,7 +71,7 @@ pub fn ro_pin(
             ));
             continue;
         }
-        let after = frame(area, pagemap, p);
+        let after = pagemap.frame(area.page_addr(p));
         let moved = before != after;
         observed.push(format!(
             "page {p} pinned read-only: PFN 0x{:x} -> 0x{:x}",
@@ -87,14 +87,6 @@ pub fn ro_pin(
         }
     }
     super::memops::checked(observed, mismatches).map(Verified::Done)
-}
-
-fn frame(area: &Area, pagemap: &Pagemap, page: usize) -> Option<u64> {
-    pagemap
-        .entry(area.page_addr(page))
-        .ok()
-        .and_then(|e| e.pfn())
-        .filter(|&f| f != 0)
 }
 
 /// Whether O_DIRECT on `dir` goes through the block layer (which pins user pages).

@@ -3,7 +3,8 @@
 //! page back in, and then on again. A trial that does this runs while no other trial swaps
 //! (the swap lane in `run`), so the only pages on the device are its own.
 
-use super::memops::{mismatch, swap_out, Checked, Verified};
+use super::memops::{mismatch, swap_out, Verified};
+use super::record::Mismatch;
 use crate::kernel::memory::Area;
 use crate::kernel::pagemap::Pagemap;
 use crate::provision::{self, SWAP_PRIORITY};
@@ -52,7 +53,7 @@ pub fn swap_out_then_swapoff(
 }
 
 /// The step's verdict: a failing swapoff is a mismatch, not a skip.
-pub fn run(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Verified, Checked> {
+pub fn run(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Verified, Vec<Mismatch>> {
     swap_out_then_swapoff(area, pagemap, pages)
-        .map_err(|e| Err(vec![mismatch("swapoff of the suite's swap", "success", e)]))
+        .map_err(|e| vec![mismatch("swapoff of the suite's swap", "success", e)])
 }

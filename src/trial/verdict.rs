@@ -122,6 +122,21 @@ pub struct TrialResult {
     pub stderr: String,
 }
 
+impl TrialResult {
+    /// A verdict no trial process reported: a skip decided before running, a result read
+    /// from a guest's console, or a test's fixture.
+    pub fn unreported(name: impl Into<String>, memory: MemoryType, verdict: Verdict) -> Self {
+        TrialResult {
+            name: name.into(),
+            memory,
+            verdict,
+            duration: Duration::ZERO,
+            report: None,
+            stderr: String::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

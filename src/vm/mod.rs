@@ -358,12 +358,8 @@ pub fn interpret_console(
                 Verdict::fail(kind, format!("no result from the guest: {ended}"))
             });
             TrialResult {
-                name: name.clone(),
-                memory: *memory,
-                verdict,
                 duration: durations.get(name).copied().unwrap_or_default(),
-                report: None,
-                stderr: String::new(),
+                ..TrialResult::unreported(name, *memory, verdict)
             }
         })
         .collect();
@@ -373,18 +369,15 @@ pub fn interpret_console(
             .map(|p| format!("{} at console line {}:\n{}", p.kind, p.line, p.excerpt))
             .collect::<Vec<_>>()
             .join("\n");
-        results.push(TrialResult {
-            name: "vm::kernel-log::console".into(),
+        results.push(TrialResult::unreported(
+            "vm::kernel-log::console",
             // Not a trial on memory: the field is required, and no memory type is meant.
-            memory: MemoryType::Anon,
-            verdict: Verdict::fail(
+            MemoryType::Anon,
+            Verdict::fail(
                 FailKind::Error,
                 format!("the guest kernel reported problems:\n{text}"),
             ),
-            duration: Duration::ZERO,
-            report: None,
-            stderr: String::new(),
-        });
+        ));
     }
     (results, None)
 }
