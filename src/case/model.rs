@@ -733,6 +733,11 @@ pub struct KsmMerge {
 #[serde(deny_unknown_fields)]
 pub struct Migrate {
     pub pages: Pages,
+    /// The pages are in a transparent huge page that must be migrated whole (a PMD migration
+    /// entry); when the kernel split it instead (no huge page free where it went), the
+    /// trial is skipped: what it is about did not happen.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub whole_thp: bool,
 }
 
 /// A short read-only pin: an O_DIRECT write of the pages to a scratch file on a disk file

@@ -495,7 +495,7 @@ impl Trial {
             }
             Op::Migrate(m) => {
                 let pages = pages_of(&self.area, &m.pages);
-                match super::migrate::migrate(&self.area, &self.pagemap, &pages) {
+                match super::migrate::migrate(&self.area, &self.pagemap, &pages, m.whole_thp) {
                     Ok(Verified::Done(observed)) => (Ok(observed), vec![]),
                     Ok(Verified::Declined(reason)) => return StepOutcome::Skip(reason),
                     Err(e) => (
@@ -509,7 +509,7 @@ impl Trial {
                 match super::swapoff::run(&self.area, &self.pagemap, &pages) {
                     Ok(Verified::Done(observed)) => (Ok(observed), vec![]),
                     Ok(Verified::Declined(reason)) => return StepOutcome::Skip(reason),
-                    Err(checked) => (checked, vec![]),
+                    Err(m) => (Err(m), vec![]),
                 }
             }
             Op::RoPin(r) => {

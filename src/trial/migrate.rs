@@ -13,7 +13,12 @@ use crate::kernel::pagemap::Pagemap;
 const MPOL_MF_MOVE_ALL: libc::c_int = 1 << 2;
 
 /// Migrates `pages` of the area; the pages must be present.
-pub fn migrate(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Verified, String> {
+pub fn migrate(
+    area: &Area,
+    pagemap: &Pagemap,
+    pages: &[usize],
+    whole_thp: bool,
+) -> Result<Verified, String> {
     let before = frames(area, pagemap, pages)?;
     if let Some((p, _)) = before.iter().find(|(_, f)| f.is_none()) {
         return Err(format!(
@@ -42,6 +47,20 @@ pub fn migrate(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Verifi
             "{how} left the pages where they were: migration needs a second NUMA node (`uffd-conform vm` boots a two-node guest), or pages that compaction happens to move"
         )));
     }
+    if whole_thp {
+        for (p, frame) in &after {
+            let huge = frame.map(crate::kernel::pagemap::frame_is_huge);
+            match huge {
+                Some(Ok(true)) => {}
+                Some(Ok(false)) => {
+                    return Ok(Verified::Declined(format!(
+                        "{how} split the transparent huge page instead of migrating it whole: no PMD migration entry was made"
+                    )))
+                }
+                _ => return Err(format!("cannot tell whether page {p} is huge (kpageflags)")),
+            }
+        }
+    }
     let observed = before
         .iter()
         .zip(&after)
@@ -68,7 +87,7 @@ fn frames(
             let entry = pagemap
                 .entry(area.page_addr(p))
                 .map_err(|e| format!("pagemap of page {p}: {e}"))?;
-            Ok((p, entry.pfn().filter(|&f| f != 0)))
+            Ok((p, entry.pfn()))
         })
         .collect()
 }
