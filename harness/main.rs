@@ -9,6 +9,9 @@ use std::sync::Arc;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use uffd_conform::case::load_path;
 use uffd_conform::kernel::probe::Probe;
+use uffd_conform::output::human;
+use uffd_conform::output::known_bugs::{KernelId, KnownBugs};
+use uffd_conform::output::record::{applicable_known_bugs, Status, TrialRecord};
 use uffd_conform::plan::plan;
 use uffd_conform::trial::verdict::Verdict;
 use uffd_conform::{provision, run};
@@ -45,34 +48,60 @@ fn main() {
     }
     let probe = Arc::new(probe);
     let baseline = Arc::new(load_baseline());
+    let known = Arc::new(load_known_bugs(&probe));
+    let tally = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
 
     let mut trials: Vec<Trial> = planned
         .into_iter()
         .map(|t| {
             let probe = probe.clone();
             let baseline = baseline.clone();
+            let known = known.clone();
+            let tally = tally.clone();
             Trial::ignorable_test(t.name.clone(), move || {
-                let verdict = run::run_planned(&t, &probe).verdict;
-                let known = baseline.as_ref().as_ref().and_then(|(file, b)| {
-                    b.lookup(&t.name, t.memory).map(|e| (file.clone(), e.reason.clone()))
-                });
-                match (verdict, known) {
-                    (Verdict::Pass, None) => Ok(Completion::Completed),
-                    // A listed deviation that no longer happens must be noticed.
-                    (Verdict::Pass, Some((file, reason))) => Err(Failed::from(format!(
-                        "XPASS: {file} lists this trial as a known deviation ({reason}), but it passes: remove the entry"
-                    ))),
-                    (Verdict::Skip { reason }, _) => Ok(Completion::ignored_with(reason)),
-                    (Verdict::Fail { message, .. }, Some((file, reason))) => Ok(Completion::ignored_with(format!(
-                        "XFAIL, a known kernel deviation listed in {file} ({reason}): {}",
-                        message.replace('\n', " ")
-                    ))),
-                    (Verdict::Fail { message, .. }, None) => Err(Failed::from(message)),
+                let result = run::run_planned(&t, &probe);
+                // The library's own judgement, as `run` and `vm` use it.
+                let rec = TrialRecord::judge(&result, Some(&known), baseline.as_ref().as_ref());
+                let why = || {
+                    human::trial_line(&rec, false)
+                        .unwrap_or_default()
+                        .replace('\n', " ")
+                };
+                match rec.status {
+                    Status::Pass => Ok(Completion::Completed),
+                    Status::Skip => Ok(Completion::ignored_with(
+                        rec.skip_reason.clone().unwrap_or_default(),
+                    )),
+                    Status::Fail => Err(Failed::from(rec.message.clone().unwrap_or_default())),
+                    Status::Xfail => {
+                        tally.lock().expect("tally").push(why());
+                        Ok(Completion::ignored_with(format!(
+                            "{} — {}",
+                            why(),
+                            rec.message.as_deref().unwrap_or("").replace('\n', " ")
+                        )))
+                    }
+                    // A baseline entry that no longer fails must be noticed; a known kernel bug
+                    // that passes is printed loudly (the kernel may be fixed) and passes.
+                    Status::Xpass if rec.known_bug.is_some() => {
+                        eprintln!("{}", human::trial_line(&rec, false).unwrap_or_default());
+                        tally.lock().expect("tally").push(why());
+                        Ok(Completion::Completed)
+                    }
+                    Status::Xpass => Err(Failed::from(why())),
                 }
             })
         })
         .collect();
     trials.push(Trial::test("suite::schema-is-current", schema_is_current));
+    let names: Vec<String> = cases
+        .iter()
+        .map(|c| format!("{}::{}", c.topic, c.case.name))
+        .collect();
+    trials.push(Trial::test(
+        "suite::known-bugs-name-real-cases",
+        move || known_bugs_name_real_cases(&names),
+    ));
     trials.push(Trial::test(
         "suite::cli-yaml-error-exits-2",
         cli_yaml_error_exits_2,
@@ -109,24 +138,86 @@ fn main() {
 
     let conclusion = libtest_mimic::run(&args, trials);
     drop(guard);
+    let tally = tally.lock().expect("tally");
+    if !tally.is_empty() {
+        // Before libtest's own closing line is read, say what the ignored XFAILs were.
+        eprintln!(
+            "\nknown kernel bugs on this kernel ({}; UFFD_CONFORM_STRICT=1 fails them):",
+            tally.len()
+        );
+        for line in tally.iter() {
+            eprintln!("  {line}");
+        }
+    }
     conclusion.exit();
 }
 
-/// The baseline of known kernel deviations named by UFFD_CONFORM_BASELINE, if any. Not used
+/// The suite's known kernel bugs that apply to this kernel; none with UFFD_CONFORM_STRICT=1
+/// (qualification runs: every failure is a failure).
+fn load_known_bugs(probe: &Probe) -> KnownBugs {
+    let strict = std::env::var("UFFD_CONFORM_STRICT").is_ok_and(|v| !v.is_empty() && v != "0");
+    let all = match KnownBugs::builtin() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let kernel = KernelId {
+        release: probe.kernel_release.clone(),
+        version: probe.kernel_version.clone(),
+    };
+    let applicable = applicable_known_bugs(&all, &kernel, strict);
+    if strict {
+        eprintln!("known bugs: not applied (UFFD_CONFORM_STRICT)");
+    } else if !applicable.bugs.is_empty() {
+        let ids: Vec<&str> = applicable.bugs.iter().map(|b| b.id.as_str()).collect();
+        eprintln!(
+            "known bugs applying to Linux {}: {}",
+            kernel.release,
+            ids.join(", ")
+        );
+    }
+    applicable
+}
+
+/// The user's own baseline (team-accepted deviations) named by UFFD_CONFORM_BASELINE, if any. Not used
 /// unless asked for: a kernel developer's run must show every deviation as a failure.
-fn load_baseline() -> Option<(String, uffd_conform::output::baseline::Baseline)> {
+fn load_baseline() -> Option<uffd_conform::output::baseline::Baseline> {
     let path = std::env::var_os("UFFD_CONFORM_BASELINE")?;
     let path = std::path::PathBuf::from(path);
     match uffd_conform::output::baseline::Baseline::load(&path, true) {
         Ok(b) => {
             eprintln!("baseline: known deviations from {}", path.display());
-            Some((path.display().to_string(), b))
+            Some(b)
         }
         Err(e) => {
             eprintln!("error: {e}");
             std::process::exit(2);
         }
     }
+}
+
+/// Every known-bugs entry names cases of the corpus (a renamed case must not silently drop
+/// out of the list), and schema/known-bugs.schema.json is what the types generate.
+fn known_bugs_name_real_cases(cases: &[String]) -> Result<(), Failed> {
+    let known = KnownBugs::builtin()?;
+    for b in &known.bugs {
+        for t in &b.trials {
+            if let Some(c) = t.case_name() {
+                if !cases.iter().any(|n| n == c) {
+                    return Err(format!("known-bugs.yaml: entry `{}` names case `{c}`, which the corpus does not have", b.id).into());
+                }
+            }
+        }
+    }
+    let path = root().join("schema/known-bugs.schema.json");
+    let committed =
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if committed != KnownBugs::json_schema() {
+        return Err("schema/known-bugs.schema.json is stale: run `cargo run -- schema --known-bugs > schema/known-bugs.schema.json`".into());
+    }
+    Ok(())
 }
 
 /// schema/case.schema.json must be what the types generate (run `uffd-conform schema`).

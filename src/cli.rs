@@ -41,7 +41,12 @@ pub enum Command {
         /// The schema of the run record instead (schema/results.schema.json).
         #[arg(long)]
         results: bool,
+        /// The schema of the known-bugs list instead (schema/known-bugs.schema.json).
+        #[arg(long, conflicts_with = "results")]
+        known_bugs: bool,
     },
+    /// List the suite's known kernel bugs (known-bugs.yaml) and which apply to this kernel.
+    KnownBugs,
     /// What changed between two runs (`run --json` files): exit 0 no regression, 1 regressions.
     Compare {
         /// The earlier run.
@@ -158,11 +163,17 @@ pub fn main(cli: Cli) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Schema { results } => {
+        Command::KnownBugs => known_bugs_command(),
+        Command::Schema {
+            results,
+            known_bugs,
+        } => {
             print!(
                 "{}",
                 if results {
                     output::record::json_schema()
+                } else if known_bugs {
+                    output::known_bugs::KnownBugs::json_schema()
                 } else {
                     crate::case::json_schema()
                 }
@@ -248,7 +259,7 @@ fn run_command(args: RunArgs) -> ExitCode {
         return cannot_run;
     }
     let ktap_mode = args.format == OutputFormat::Ktap;
-    let session = match Session::start(&args.output, trials.len(), args.verbose, ktap_mode) {
+    let mut session = match Session::start(&args.output, trials.len(), args.verbose, ktap_mode) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -256,6 +267,10 @@ fn run_command(args: RunArgs) -> ExitCode {
         }
     };
     let mut probe = Probe::run();
+    session.kernel(&crate::output::known_bugs::KernelId {
+        release: probe.kernel_release.clone(),
+        version: probe.kernel_version.clone(),
+    });
     let guard =
         (!args.no_provision).then(|| provision::provision(run::request_for(&trials), &mut probe));
     for note in guard.iter().flat_map(|g| g.notes.iter()) {
@@ -309,15 +324,19 @@ fn run_command(args: RunArgs) -> ExitCode {
         jobs,
         no_provision: args.no_provision,
     };
-    let code = session.finish(
+    let (code, _) = session.finish(
         RunFacts {
-            probe: &probe,
-            provisioning,
+            kernel: output::record::KernelInfo::of_host(
+                &probe,
+                output::kconfig::read(&probe.kernel_release),
+            ),
+            machine: output::record::MachineSetup::of_host(&probe, provisioning),
             selection,
         },
         &rounds[0],
     );
     if args.bisect {
+        // Raw verdicts: bisecting a known bug is a normal use.
         let counts = crate::report::counts(&rounds[0]);
         ExitCode::from(crate::bisect::exit_code(crate::bisect::RunOutcome::Ran(
             counts,
@@ -327,6 +346,32 @@ fn run_command(args: RunArgs) -> ExitCode {
     } else {
         code
     }
+}
+
+/// `known-bugs`: every entry, marked where it applies to the running kernel.
+fn known_bugs_command() -> ExitCode {
+    let known = match output::known_bugs::KnownBugs::builtin() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let probe = Probe::run();
+    let kernel = output::known_bugs::KernelId {
+        release: probe.kernel_release.clone(),
+        version: probe.kernel_version.clone(),
+    };
+    println!("Linux {} {}", kernel.release, kernel.version);
+    for b in &known.bugs {
+        let here = if b.applies_to(&kernel) {
+            "applies"
+        } else {
+            "-      "
+        };
+        println!("{here} {}: {}", b.id, b.summary);
+    }
+    ExitCode::SUCCESS
 }
 
 /// The probe as text.

@@ -15,6 +15,25 @@ pub fn trial_line(t: &TrialRecord, verbose: bool) -> Option<String> {
         None => b.reason.clone(),
     });
     let indent = |s: &str| s.replace('\n', "\n    ");
+    if let Some(k) = &t.known_bug {
+        let what = match &k.link {
+            Some(link) => format!("known kernel bug `{}`: {} ({link})", k.id, k.summary),
+            None => format!("known kernel bug `{}`: {}", k.id, k.summary),
+        };
+        return Some(match t.status {
+            // Loud: the kernel may be fixed, or the entry covers too much.
+            Status::Xpass => format!(
+                "XPASS   {} ({ms:.0} ms)\n    !!! passed, but {what}\n    !!! lists this kernel as failing it: is the kernel fixed? update known-bugs.yaml",
+                t.name
+            ),
+            Status::Xfail if verbose => format!(
+                "XFAIL   {} ({ms:.0} ms): {what}\n    {}",
+                t.name,
+                indent(t.message.as_deref().unwrap_or(""))
+            ),
+            _ => format!("XFAIL   {} ({ms:.0} ms): {what}", t.name),
+        });
+    }
     Some(match t.status {
         Status::Fail => format!("FAIL    {} ({ms:.0} ms)\n    {}", t.name, indent(t.message.as_deref().unwrap_or(""))),
         Status::Xpass => format!(
@@ -39,11 +58,11 @@ pub fn trial_line(t: &TrialRecord, verbose: bool) -> Option<String> {
 /// baseline entries, then the counts.
 pub fn summary(r: &RunRecord) -> String {
     let mut out = String::new();
-    let section = |out: &mut String, title: &str, status: Status| {
+    let section = |out: &mut String, title: &str, pick: &dyn Fn(&&TrialRecord) -> bool| {
         let lines: Vec<String> = r
             .trials
             .iter()
-            .filter(|t| t.status == status)
+            .filter(pick)
             .filter_map(|t| trial_line(t, false))
             .collect();
         if !lines.is_empty() {
@@ -53,13 +72,30 @@ pub fn summary(r: &RunRecord) -> String {
             }
         }
     };
-    section(&mut out, "failures", Status::Fail);
+    section(&mut out, "failures", &|t| t.status == Status::Fail);
     let xpass_title = match &r.baseline {
         Some(b) if b.strict => "passed but listed in the baseline (failures: --strict-baseline)",
         _ => "passed but listed in the baseline",
     };
-    section(&mut out, xpass_title, Status::Xpass);
-    section(&mut out, "known failures (baseline)", Status::Xfail);
+    let of = |status: Status, known: bool| {
+        move |t: &&super::record::TrialRecord| t.status == status && t.known_bug.is_some() == known
+    };
+    section(
+        &mut out,
+        "passed but a known kernel bug covers it (XPASS)",
+        &of(Status::Xpass, true),
+    );
+    section(&mut out, xpass_title, &of(Status::Xpass, false));
+    section(
+        &mut out,
+        "known kernel bugs (XFAIL, known-bugs.yaml)",
+        &of(Status::Xfail, true),
+    );
+    section(
+        &mut out,
+        "known failures (baseline)",
+        &of(Status::Xfail, false),
+    );
     let mut skips: BTreeMap<&str, usize> = BTreeMap::new();
     for t in r.trials.iter().filter(|t| t.status == Status::Skip) {
         *skips
@@ -95,10 +131,43 @@ pub fn summary(r: &RunRecord) -> String {
         }
         out.push('\n');
     }
+    if let Some(k) = &r.known_bugs {
+        if k.strict {
+            let _ = write!(
+                out,
+                "\nknown kernel bugs: not applied (--strict): every failure counts"
+            );
+        } else {
+            let xpass = r
+                .trials
+                .iter()
+                .filter(|t| t.status == Status::Xpass && t.known_bug.is_some())
+                .count();
+            let _ = write!(out, "\nknown kernel bugs: {} known, {xpass} xpass", s.known);
+            let ids: std::collections::BTreeSet<&str> = r
+                .trials
+                .iter()
+                .filter_map(|t| t.known_bug.as_ref().map(|k| k.id.as_str()))
+                .collect();
+            if !ids.is_empty() {
+                let _ = write!(out, " ({})", ids.into_iter().collect::<Vec<_>>().join(", "));
+            }
+        }
+        out.push('\n');
+    }
+    // The last line is what CI parsers read: `N passed, N failed, N skipped`, with the known
+    // kernel bugs counted apart after it.
     let _ = writeln!(
         out,
-        "\n{} passed, {} failed, {} skipped",
-        s.passed, s.failed, s.skipped
+        "\n{} passed, {} failed, {} skipped{}",
+        s.passed,
+        s.failed,
+        s.skipped,
+        if s.known > 0 {
+            format!(", {} known", s.known)
+        } else {
+            String::new()
+        }
     );
     out
 }

@@ -5,7 +5,8 @@
 //! - [`junit`]: JUnit XML (`--junit`).
 //! - [`html`]: the self-contained HTML page (`report`).
 //! - [`compare`]: what changed between two runs (`compare`).
-//! - [`baseline`]: known failures (`--baseline`): XFAIL and XPASS.
+//! - [`known_bugs`]: the suite's known kernel bugs (known-bugs.yaml): XFAIL and XPASS.
+//! - [`baseline`]: a user's own known failures (`--baseline`), on top.
 //! - [`progress`]: the progress line on a terminal.
 //! - [`session`]: `run`'s output options, tying the above together.
 //! - [`kconfig`], [`time`], [`xml`]: kernel config options, timestamps, escaping.
@@ -16,6 +17,7 @@ pub mod html;
 pub mod human;
 pub mod junit;
 pub mod kconfig;
+pub mod known_bugs;
 pub mod progress;
 pub mod record;
 pub mod session;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::baseline::{Baseline, BaselineMatch};
 use super::kconfig::KernelConfig;
+use super::known_bugs::{KernelId, KnownBugMatch, KnownBugs};
 use crate::kernel::features::Feature;
 use crate::kernel::memory::MemoryType;
 use crate::kernel::probe::Probe;
@@ -38,6 +39,9 @@ pub struct RunRecord {
     /// The known-failures file the run was judged with, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<BaselineInfo>,
+    /// How the suite's known kernel bugs (known-bugs.yaml) were applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_bugs: Option<KnownBugsInfo>,
     pub summary: Summary,
     /// Every trial, in plan order (case order, then memory order).
     pub trials: Vec<TrialRecord>,
@@ -76,6 +80,31 @@ pub struct KernelInfo {
     pub dev_userfaultfd_error: Option<String>,
     /// Whether pagemap shows bit 57 on a write-protected page; null: not probed.
     pub pagemap_wp_bit: Option<bool>,
+    /// `vm`: the kernel image booted under qemu (the fields above are the guest's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booted: Option<BootedKernel>,
+}
+
+/// A kernel `vm` booted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BootedKernel {
+    /// The image passed to `--kernel`.
+    pub image: String,
+    /// The module tree passed to `--modules`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modules: Option<String>,
+    /// e.g. `qemu-system-x86_64 -accel tcg, 2 cpus, 2G, 2 NUMA nodes`.
+    pub machine: String,
+}
+
+/// The known-bugs list a run was judged with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct KnownBugsInfo {
+    pub file: String,
+    /// `--strict`: the list was not applied; every failure is a failure.
+    pub strict: bool,
+    /// The ids of the entries that apply to this kernel.
+    pub applicable: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -127,6 +156,9 @@ pub struct Summary {
     pub skipped: usize,
     pub xfail: usize,
     pub xpass: usize,
+    /// Of `xfail`: failures that are known kernel bugs (known-bugs.yaml).
+    #[serde(default)]
+    pub known: usize,
 }
 
 impl Summary {
@@ -140,10 +172,14 @@ impl Summary {
                 Status::Pass => s.passed += 1,
                 Status::Fail => s.failed += 1,
                 Status::Skip => s.skipped += 1,
-                Status::Xfail => s.xfail += 1,
+                Status::Xfail => {
+                    s.xfail += 1;
+                    s.known += usize::from(t.known_bug.is_some());
+                }
                 Status::Xpass => {
                     s.xpass += 1;
-                    if strict {
+                    // A fixed known bug is news, not a failure: only a baseline entry is strict.
+                    if strict && t.known_bug.is_none() {
                         s.failed += 1
                     } else {
                         s.passed += 1
@@ -163,9 +199,10 @@ pub enum Status {
     Pass,
     Fail,
     Skip,
-    /// Failed, and listed in the baseline: a known failure, not a failure of the run.
+    /// Failed, and a known kernel bug (or listed in the baseline): not a failure of the run.
     Xfail,
-    /// Passed, but listed in the baseline: the entry is stale (fixed kernel, or a wrong entry).
+    /// Passed, but a known kernel bug (or a baseline entry) covers it: the kernel may be fixed,
+    /// or the entry is wrong.
     Xpass,
 }
 
@@ -201,6 +238,9 @@ pub struct TrialRecord {
     /// skip: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<String>,
+    /// The known kernel bug that covers this trial (xfail, xpass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_bug: Option<KnownBugMatch>,
     /// The baseline entry that lists this trial.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<BaselineMatch>,
@@ -260,22 +300,85 @@ pub struct MessageRecord {
 
 /// What a run was, besides its trials.
 pub struct RunContext<'a> {
-    pub probe: &'a Probe,
-    pub kernel_config: KernelConfig,
-    pub provisioning: Vec<String>,
+    pub kernel: KernelInfo,
+    pub machine: MachineSetup,
     pub started_at: String,
     pub duration: Duration,
     pub selection: Selection,
     pub baseline: Option<&'a Baseline>,
+    /// The suite's known bugs; judged raw with `strict`.
+    pub known: Option<&'a KnownBugs>,
+    pub strict: bool,
+}
+
+/// The known bugs that apply to a kernel: none with `strict` (every failure stays one).
+pub fn applicable_known_bugs(known: &KnownBugs, kernel: &KernelId, strict: bool) -> KnownBugs {
+    if strict {
+        KnownBugs {
+            file: known.file.clone(),
+            bugs: Vec::new(),
+        }
+    } else {
+        known.for_kernel(kernel)
+    }
+}
+
+impl KernelInfo {
+    /// The running kernel, as the probe saw it.
+    pub fn of_host(p: &Probe, config: KernelConfig) -> KernelInfo {
+        KernelInfo {
+            release: p.kernel_release.clone(),
+            version: p.kernel_version.clone(),
+            config,
+            uffd: p.uffd.as_ref().ok().map(|c| UffdInfo {
+                features_raw: format!("0x{:x}", c.features),
+                features: feature_names(c.features),
+                ioctls_raw: format!("0x{:x}", c.ioctls),
+                ioctls: ioctl_names(c.ioctls),
+                user_mode_only: c.user_mode_only,
+            }),
+            uffd_error: p.uffd.as_ref().err().cloned(),
+            dev_userfaultfd_error: p.dev_userfaultfd.as_ref().err().cloned(),
+            pagemap_wp_bit: p.pagemap_wp_bit,
+            booted: None,
+        }
+    }
+
+    pub fn id(&self) -> KernelId {
+        KernelId {
+            release: self.release.clone(),
+            version: self.version.clone(),
+        }
+    }
+}
+
+impl MachineSetup {
+    /// This machine, as the probe saw it.
+    pub fn of_host(p: &Probe, provisioning: Vec<String>) -> MachineSetup {
+        MachineSetup {
+            huge_page_size_kib: p.huge_page_size as u64 / 1024,
+            huge_pages_total: p.huge_pages_total,
+            huge_pages_free: p.huge_pages_free,
+            swap_total_kib: p.swap_total_kib,
+            is_root: p.is_root,
+            unprivileged_userfaultfd: p.unprivileged_userfaultfd,
+            provisioning,
+        }
+    }
 }
 
 impl RunRecord {
     pub fn build(ctx: RunContext<'_>, results: &[TrialResult]) -> RunRecord {
         let trials: Vec<TrialRecord> = results
             .iter()
-            .map(|r| TrialRecord::judge(r, ctx.baseline))
+            .map(|r| TrialRecord::judge(r, ctx.known, ctx.baseline))
             .collect();
         let strict = ctx.baseline.is_some_and(|b| b.strict);
+        let known_bugs = ctx.known.map(|k| KnownBugsInfo {
+            file: k.file.clone(),
+            strict: ctx.strict,
+            applicable: k.bugs.iter().map(|b| b.id.clone()).collect(),
+        });
         let baseline = ctx.baseline.map(|b| {
             let names: Vec<(&str, MemoryType)> =
                 trials.iter().map(|t| (t.name.as_str(), t.memory)).collect();
@@ -286,7 +389,6 @@ impl RunRecord {
                 unmatched: b.unmatched(&names).into_iter().map(|e| e.label()).collect(),
             }
         });
-        let p = ctx.probe;
         RunRecord {
             schema_version: SCHEMA_VERSION,
             tool: Tool {
@@ -296,31 +398,10 @@ impl RunRecord {
             started_at: ctx.started_at,
             duration_ms: ms(ctx.duration),
             selection: ctx.selection,
-            kernel: KernelInfo {
-                release: p.kernel_release.clone(),
-                version: p.kernel_version.clone(),
-                config: ctx.kernel_config,
-                uffd: p.uffd.as_ref().ok().map(|c| UffdInfo {
-                    features_raw: format!("0x{:x}", c.features),
-                    features: feature_names(c.features),
-                    ioctls_raw: format!("0x{:x}", c.ioctls),
-                    ioctls: ioctl_names(c.ioctls),
-                    user_mode_only: c.user_mode_only,
-                }),
-                uffd_error: p.uffd.as_ref().err().cloned(),
-                dev_userfaultfd_error: p.dev_userfaultfd.as_ref().err().cloned(),
-                pagemap_wp_bit: p.pagemap_wp_bit,
-            },
-            machine: MachineSetup {
-                huge_page_size_kib: p.huge_page_size as u64 / 1024,
-                huge_pages_total: p.huge_pages_total,
-                huge_pages_free: p.huge_pages_free,
-                swap_total_kib: p.swap_total_kib,
-                is_root: p.is_root,
-                unprivileged_userfaultfd: p.unprivileged_userfaultfd,
-                provisioning: ctx.provisioning,
-            },
+            kernel: ctx.kernel,
+            machine: ctx.machine,
             baseline,
+            known_bugs,
             summary: Summary::of(&trials, strict),
             trials,
         }
@@ -370,10 +451,25 @@ pub fn json_schema() -> String {
 }
 
 impl TrialRecord {
-    /// The record of a finished trial, judged against the baseline.
-    pub fn judge(r: &TrialResult, baseline: Option<&Baseline>) -> TrialRecord {
+    /// The record of a finished trial, judged against the known bugs that apply to the kernel
+    /// (see [`applicable_known_bugs`]) and then the user's baseline.
+    pub fn judge(
+        r: &TrialResult,
+        known: Option<&KnownBugs>,
+        baseline: Option<&Baseline>,
+    ) -> TrialRecord {
         let (topic, case) = split_name(&r.name, r.memory);
-        let entry = baseline.and_then(|b| b.lookup(&r.name, r.memory));
+        let message = match &r.verdict {
+            Verdict::Fail { message, .. } => Some(message.as_str()),
+            _ => None,
+        };
+        let bug = known.and_then(|k| k.lookup(&r.name, r.memory, message));
+        let entry = if bug.is_some() {
+            None
+        } else {
+            baseline.and_then(|b| b.lookup(&r.name, r.memory))
+        };
+        let covered = bug.is_some() || entry.is_some();
         let mut t = TrialRecord {
             name: r.name.clone(),
             topic,
@@ -384,27 +480,18 @@ impl TrialRecord {
             fail_kind: None,
             message: None,
             skip_reason: None,
+            known_bug: bug.map(KnownBugMatch::from),
             baseline: entry.map(BaselineMatch::from),
             failure: None,
         };
         match &r.verdict {
-            Verdict::Pass => {
-                t.status = if entry.is_some() {
-                    Status::Xpass
-                } else {
-                    Status::Pass
-                }
-            }
+            Verdict::Pass => t.status = if covered { Status::Xpass } else { Status::Pass },
             Verdict::Skip { reason } => {
                 t.status = Status::Skip;
                 t.skip_reason = Some(reason.clone());
             }
             Verdict::Fail { kind, message } => {
-                t.status = if entry.is_some() {
-                    Status::Xfail
-                } else {
-                    Status::Fail
-                };
+                t.status = if covered { Status::Xfail } else { Status::Fail };
                 t.fail_kind = Some(kind_name(*kind).into());
                 t.message = Some(message.clone());
                 t.failure = Some(failure_detail(r.report.as_ref(), &r.stderr));
@@ -628,12 +715,17 @@ pub mod sample {
             .expect("baseline");
         RunRecord::build(
             RunContext {
-                probe: &probe,
-                kernel_config: super::super::kconfig::from_text(
-                    "/proc/config.gz".into(),
-                    "CONFIG_USERFAULTFD=y\n",
+                kernel: KernelInfo::of_host(
+                    &probe,
+                    super::super::kconfig::from_text(
+                        "/proc/config.gz".into(),
+                        "CONFIG_USERFAULTFD=y\n",
+                    ),
                 ),
-                provisioning: vec!["vm.nr_hugepages 0 -> 8 (restored afterwards)".into()],
+                machine: MachineSetup::of_host(
+                    &probe,
+                    vec!["vm.nr_hugepages 0 -> 8 (restored afterwards)".into()],
+                ),
                 started_at: "2025-01-02T03:04:05Z".into(),
                 duration: Duration::from_millis(1234),
                 selection: Selection {
@@ -643,6 +735,8 @@ pub mod sample {
                     no_provision: false,
                 },
                 baseline: Some(&baseline),
+                known: None,
+                strict: false,
             },
             &results(),
         )
@@ -679,7 +773,8 @@ mod tests {
                 failed: 1,
                 skipped: 1,
                 xfail: 1,
-                xpass: 1
+                xpass: 1,
+                known: 0,
             }
         );
         assert_eq!(
@@ -691,6 +786,105 @@ mod tests {
         assert_eq!(
             b.unmatched,
             vec!["gone::away (all memory types)".to_string()]
+        );
+    }
+
+    const KNOWN: &str = "\
+- id: wp-known
+  summary: the wp bug
+  trials: [{case: wp::known}, {case: pagemap::fixed}, {case: wp::fails, memory: anon}]
+  what: w
+  why: y
+  origin: found by this suite
+  fix: null
+  kernels: [{upstream: \">= 6.18\"}]
+  refs: [https://example.org/wp]
+";
+
+    fn with_known(release: &str, strict: bool) -> RunRecord {
+        let probe = sample::probe();
+        let known = KnownBugs::parse("known-bugs.yaml", KNOWN).expect("known bugs");
+        let mut kernel = KernelInfo::of_host(&probe, KernelConfig::default());
+        kernel.release = release.into();
+        let applicable = applicable_known_bugs(&known, &kernel.id(), strict);
+        RunRecord::build(
+            RunContext {
+                kernel,
+                machine: MachineSetup::of_host(&probe, vec![]),
+                started_at: "2025-01-02T03:04:05Z".into(),
+                duration: Duration::from_millis(1),
+                selection: Selection::default(),
+                baseline: None,
+                known: Some(&applicable),
+                strict,
+            },
+            &sample::results(),
+        )
+    }
+
+    #[test]
+    fn known_bugs_are_xfail_and_xpass_on_the_kernels_they_apply_to() {
+        let r = with_known("6.18.44-fc-v1045", false);
+        let status: Vec<(&str, Status, Option<&str>)> = r
+            .trials
+            .iter()
+            .map(|t| {
+                (
+                    t.name.as_str(),
+                    t.status,
+                    t.known_bug.as_ref().map(|k| k.id.as_str()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            status,
+            vec![
+                ("wp::passes::anon", Status::Pass, None),
+                ("wp::fails::shmem", Status::Fail, None),
+                ("wp::known::anon", Status::Xfail, Some("wp-known")),
+                ("pagemap::fixed::anon", Status::Xpass, Some("wp-known")),
+                ("pagemap::bits::hugetlb", Status::Skip, None),
+            ]
+        );
+        assert_eq!(
+            (r.summary.failed, r.summary.known, r.summary.xpass),
+            (1, 1, 1)
+        );
+        assert!(
+            !r.ok(),
+            "wp::fails::shmem is a failure: its entry names anon only"
+        );
+        let info = r.known_bugs.as_ref().expect("known bugs info");
+        assert_eq!(
+            (info.strict, info.applicable.clone()),
+            (false, vec!["wp-known".to_string()])
+        );
+        assert_eq!(
+            r.trials[2]
+                .known_bug
+                .as_ref()
+                .and_then(|k| k.link.as_deref()),
+            Some("https://example.org/wp")
+        );
+    }
+
+    #[test]
+    fn strict_and_other_kernels_judge_raw() {
+        for r in [
+            with_known("6.18.44-fc-v1045", true),
+            with_known("6.12.117+deb12-cloud-amd64", false),
+        ] {
+            assert!(r.trials.iter().all(|t| t.known_bug.is_none()));
+            assert_eq!(
+                (r.summary.failed, r.summary.xfail, r.summary.xpass),
+                (2, 0, 0)
+            );
+        }
+        assert!(
+            with_known("6.18.44-fc-v1", true)
+                .known_bugs
+                .expect("info")
+                .strict
         );
     }
 

@@ -1,6 +1,6 @@
-//! The output side of `run`: the options (`--json`, `--junit`, `--baseline`,
-//! `--strict-baseline`), the live lines and progress while trials run, and at the end the
-//! run record and everything rendered from it.
+//! The output side of `run` and `vm`: the options (`--json`, `--junit`, `--strict`,
+//! `--baseline`, `--strict-baseline`), the live lines and progress while trials run, and at the
+//! end the run record and everything rendered from it. One reporter for both commands.
 
 use std::fs::File;
 use std::io::Write;
@@ -11,10 +11,12 @@ use std::time::{Instant, SystemTime};
 use clap::Args;
 
 use super::baseline::Baseline;
+use super::known_bugs::{KernelId, KnownBugs};
 use super::progress::Progress;
-use super::record::{RunContext, RunRecord, Selection, TrialRecord};
-use super::{human, junit, kconfig, time};
-use crate::kernel::probe::Probe;
+use super::record::{
+    applicable_known_bugs, KernelInfo, MachineSetup, RunContext, RunRecord, Selection, TrialRecord,
+};
+use super::{human, junit, time};
 use crate::trial::verdict::TrialResult;
 
 #[derive(Args, Debug, Default, Clone)]
@@ -32,11 +34,19 @@ pub struct OutputArgs {
     /// With --baseline: an XPASS (listed trial that passes) fails the run.
     #[arg(long, requires = "baseline")]
     pub strict_baseline: bool,
+    /// Judge every trial raw: a known kernel bug (known-bugs.yaml) fails the run like any
+    /// other failure (qualification runs).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// One run's output, from start to summary.
 pub struct Session {
     baseline: Option<Baseline>,
+    known: KnownBugs,
+    strict: bool,
+    /// The known bugs that apply to the kernel under test (set by [`Session::kernel`]).
+    applicable: Option<KnownBugs>,
     json: Option<(PathBuf, File)>,
     junit: Option<(PathBuf, File)>,
     progress: Progress,
@@ -47,9 +57,9 @@ pub struct Session {
 }
 
 /// What the run was, for the record.
-pub struct RunFacts<'a> {
-    pub probe: &'a Probe,
-    pub provisioning: Vec<String>,
+pub struct RunFacts {
+    pub kernel: KernelInfo,
+    pub machine: MachineSetup,
     pub selection: Selection,
 }
 
@@ -80,6 +90,9 @@ impl Session {
             .transpose()?;
         Ok(Session {
             baseline,
+            known: KnownBugs::builtin()?,
+            strict: args.strict,
+            applicable: None,
             json: create(&args.json)?,
             junit: create(&args.junit)?,
             // With KTAP on stdout the progress line stays off: on a console (a VM guest) stdout
@@ -96,9 +109,15 @@ impl Session {
         })
     }
 
+    /// Names the kernel under test, before any trial is reported: the known bugs that apply
+    /// to it are chosen here.
+    pub fn kernel(&mut self, kernel: &KernelId) {
+        self.applicable = Some(applicable_known_bugs(&self.known, kernel, self.strict));
+    }
+
     /// Called as each trial finishes (from several threads).
     pub fn on_done(&self, r: &TrialResult) {
-        let t = TrialRecord::judge(r, self.baseline.as_ref());
+        let t = TrialRecord::judge(r, self.applicable.as_ref(), self.baseline.as_ref());
         self.progress.finished(&t.name, t.status, || {
             if let Some(line) = human::trial_line(&t, self.verbose) {
                 if self.human_to_stderr {
@@ -112,17 +131,22 @@ impl Session {
 
     /// Builds the run record, writes the files, prints the summary; the exit code is 0 when
     /// nothing failed, 1 when a trial failed, 2 when an output file could not be written.
-    pub fn finish(self, facts: RunFacts<'_>, results: &[TrialResult]) -> ExitCode {
+    pub fn finish(self, facts: RunFacts, results: &[TrialResult]) -> (ExitCode, RunRecord) {
         self.progress.clear();
+        let applicable = self
+            .applicable
+            .clone()
+            .unwrap_or_else(|| applicable_known_bugs(&self.known, &facts.kernel.id(), self.strict));
         let record = RunRecord::build(
             RunContext {
-                probe: facts.probe,
-                kernel_config: kconfig::read(&facts.probe.kernel_release),
-                provisioning: facts.provisioning,
+                kernel: facts.kernel,
+                machine: facts.machine,
                 started_at: time::rfc3339(self.started_at),
                 duration: self.started.elapsed(),
                 selection: facts.selection,
                 baseline: self.baseline.as_ref(),
+                known: Some(&applicable),
+                strict: self.strict,
             },
             results,
         );
@@ -145,12 +169,13 @@ impl Session {
         } else {
             print!("{}", human::summary(&record));
         }
-        if write_failed {
+        let code = if write_failed {
             ExitCode::from(2)
         } else if record.ok() {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
-        }
+        };
+        (code, record)
     }
 }

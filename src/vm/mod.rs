@@ -30,6 +30,8 @@ use clap::Args;
 use crate::bisect::{self, RunOutcome};
 use crate::cli::{OutputFormat, Select};
 use crate::kernel::memory::MemoryType;
+use crate::output::record::{BootedKernel, KernelInfo, MachineSetup};
+use crate::output::{RunFacts, Session};
 use crate::plan::PlannedTrial;
 use crate::trial::verdict::{FailKind, TrialResult, Verdict};
 use crate::{ktap, report};
@@ -82,6 +84,13 @@ pub struct VmArgs {
     /// trial's time goes under emulation).
     #[arg(long, value_name = "ROUNDS")]
     pub bench: Option<usize>,
+    /// The run record, JUnit, baseline and strict options, as for `run`.
+    #[command(flatten)]
+    pub output: crate::output::OutputArgs,
+    /// Boot N times and report every trial whose verdict changed between boots (exit 1 if any
+    /// did); the first boot is the run's record.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
 }
 
 /// How a VM run ended, before any exit code is chosen.
@@ -106,41 +115,137 @@ pub fn command(args: VmArgs) -> u8 {
     if args.bench.is_some() {
         return bench_in_vm(&args, &trials);
     }
-    let run = match run_in_vm(&args, &trials) {
-        Ok(run) => run,
+    let ktap_mode = args.format == OutputFormat::Ktap;
+    // Output files are created before the boot, so a typo fails before a long run.
+    let mut session = match Session::start(&args.output, trials.len(), args.verbose, ktap_mode) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return untestable_code;
         }
     };
-    eprintln!(
-        "uffd-conform: VM run took {:.1} s",
-        run.elapsed.as_secs_f64()
-    );
-    if let Some(why) = &run.untestable {
-        eprintln!("error: the kernel could not be tested: {why}");
-        return untestable_code;
+    let mut rounds = Vec::new();
+    let mut first_console = String::new();
+    for round in 1..=args.repeat {
+        let (run, console) = match run_in_vm(&args, &trials) {
+            Ok(run) => run,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return untestable_code;
+            }
+        };
+        eprintln!(
+            "uffd-conform: VM run {round} took {:.1} s",
+            run.elapsed.as_secs_f64()
+        );
+        if let Some(why) = &run.untestable {
+            eprintln!("error: the kernel could not be tested: {why}");
+            return untestable_code;
+        }
+        if round == 1 {
+            first_console = console;
+        }
+        rounds.push(run.results);
     }
-    let results = run.results;
-    let human = |line: String| match args.format {
-        OutputFormat::Human => print!("{line}"),
-        OutputFormat::Ktap => eprint!("{line}"),
-    };
-    if args.format == OutputFormat::Ktap {
-        print!("{}", ktap::document(&results));
+    let kernel = booted_kernel(&args, &first_console);
+    session.kernel(&kernel.id());
+    let results = &rounds[0];
+    if ktap_mode {
+        print!("{}", ktap::document(results));
     }
-    for r in &results {
-        if args.verbose || r.verdict.is_failure() {
-            human(format!("{}\n", report::trial_line(r)));
+    for r in results {
+        session.on_done(r);
+    }
+    let flakes = crate::repeat::flakes(&rounds);
+    if args.repeat > 1 {
+        let text = crate::repeat::report(&rounds, &flakes);
+        if ktap_mode {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
         }
     }
-    human(report::summary(&results));
-    let counts = report::counts(&results);
+    let selection = crate::output::record::Selection {
+        paths: if args.select.paths.is_empty() {
+            vec![crate::cli::default_cases_dir()]
+        } else {
+            args.select.paths.clone()
+        }
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect(),
+        filters: args.select.filter.clone(),
+        jobs: args.jobs.unwrap_or(args.cpus),
+        no_provision: false,
+    };
+    let machine = MachineSetup {
+        huge_page_size_kib: 0,
+        huge_pages_total: 0,
+        huge_pages_free: 0,
+        swap_total_kib: 0,
+        is_root: true,
+        unprivileged_userfaultfd: None,
+        provisioning: vec!["inside the guest: huge pages and swap provisioned by its /init".into()],
+    };
+    let (code, _) = session.finish(
+        RunFacts {
+            kernel,
+            machine,
+            selection,
+        },
+        results,
+    );
     if args.bisect {
-        bisect::exit_code(RunOutcome::Ran(counts))
+        // Raw verdicts: bisecting a known bug is a normal use.
+        bisect::exit_code(RunOutcome::Ran(report::counts(results)))
+    } else if flakes.iter().any(|f| f.is_flaky()) {
+        1
+    } else if code == std::process::ExitCode::SUCCESS {
+        0
+    } else if code == std::process::ExitCode::from(1) {
+        1
     } else {
-        u8::from(counts.failed > 0)
+        2
     }
+}
+
+/// The booted kernel, from its banner on the console (`Linux version RELEASE (…) #1 SMP …`).
+fn booted_kernel(args: &VmArgs, console: &str) -> KernelInfo {
+    let (release, version) = kernel_banner(console).unwrap_or_default();
+    KernelInfo {
+        release,
+        version,
+        config: crate::output::kconfig::KernelConfig {
+            source: None,
+            error: Some("not read: the kernel was booted under qemu".into()),
+            options: Default::default(),
+        },
+        uffd: None,
+        uffd_error: Some("probed inside the guest (see the trials' skip reasons)".into()),
+        dev_userfaultfd_error: None,
+        pagemap_wp_bit: None,
+        booted: Some(BootedKernel {
+            image: args.kernel.display().to_string(),
+            modules: args.modules.as_ref().map(|m| m.display().to_string()),
+            machine: format!(
+                "qemu-system-x86_64 -accel {:?}, {} cpus, {}, {} NUMA nodes",
+                args.accel, args.cpus, args.memory, args.numa_nodes
+            )
+            .to_lowercase(),
+        }),
+    }
+}
+
+/// `(release, version)` from the kernel's `Linux version` banner.
+pub fn kernel_banner(console: &str) -> Option<(String, String)> {
+    let line = console.lines().find(|l| l.contains("Linux version "))?;
+    let rest = &line[line.find("Linux version ")? + "Linux version ".len()..];
+    let release = rest.split_whitespace().next()?.to_string();
+    let version = rest
+        .rfind(" #")
+        .map(|i| rest[i + 1..].trim().to_string())
+        .unwrap_or_default();
+    Some((release, version))
 }
 
 /// `vm --bench`: the guest's `bench` output, from its first round to its end.
@@ -172,10 +277,10 @@ fn bench_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> u8 {
     0
 }
 
-/// Builds the initramfs, boots, and turns the console into results.
-pub fn run_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> Result<VmRun, String> {
+/// Builds the initramfs, boots, and turns the console into results; also returns the console.
+pub fn run_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> Result<(VmRun, String), String> {
     let boot = boot_guest(args, trials)?;
-    Ok(interpret(trials, &boot, args.timeout))
+    Ok((interpret(trials, &boot, args.timeout), boot.console))
 }
 
 /// Builds the initramfs, boots the guest and waits for it to end.
