@@ -16,6 +16,7 @@ use uffd_conform::plan::plan;
 use uffd_conform::trial::verdict::Verdict;
 use uffd_conform::{provision, run};
 
+mod matrix;
 mod output;
 
 fn root() -> &'static Path {
@@ -115,6 +116,7 @@ fn main() {
         cli_failure_exits_1,
     ));
     trials.extend(output::trials());
+    trials.extend(matrix::trials());
     trials.push(Trial::test(
         "suite::cli-ktap-output-parses",
         cli_ktap_output_parses,
@@ -362,12 +364,19 @@ fn run_in_debian_vm(filter: &str, want: &str) -> Result<Completion, Failed> {
     if let Err(e) = uffd_conform::vm::static_binary::locate(None) {
         return Ok(Completion::ignored_with(e));
     }
+    let tmp = std::env::temp_dir().join(format!("uffd-conform-vmtest-{}-{}", std::process::id(), filter.len()));
+    std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+    let (json, junit) = (tmp.join("vm.json"), tmp.join("vm.xml"));
     let out = cli()
         .args(["vm", "--bisect", "--timeout", "600", "-f", filter])
         .arg("--kernel")
         .arg(kernel.join("vmlinuz"))
         .arg("--modules")
         .arg(kernel.join("modules"))
+        .arg("--json")
+        .arg(&json)
+        .arg("--junit")
+        .arg(&junit)
         .output()
         .map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -379,6 +388,26 @@ fn run_in_debian_vm(filter: &str, want: &str) -> Result<Completion, Failed> {
         )
         .into());
     }
+    // The VM's results go through run's reporter: a record of the booted kernel, and JUnit.
+    let record = uffd_conform::output::RunRecord::load(&json)?;
+    let release = std::fs::read_to_string(kernel.join("release")).unwrap_or_default();
+    let booted = record.kernel.booted.as_ref().ok_or("vm --json: no `kernel.booted`")?;
+    if !booted.image.ends_with("vmlinuz")
+        || (!release.trim().is_empty() && record.kernel.release != release.trim())
+        || record.trials.is_empty()
+    {
+        return Err(format!(
+            "vm --json: kernel {:?} (want release {release:?}), booted {booted:?}, {} trials",
+            record.kernel.release,
+            record.trials.len()
+        )
+        .into());
+    }
+    let xml = std::fs::read_to_string(&junit).map_err(|e| e.to_string())?;
+    if !xml.contains("<testsuites") || !xml.contains(&record.trials[0].case) {
+        return Err(format!("vm --junit: not a JUnit report of the run: {xml}").into());
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
     Ok(Completion::Completed)
 }
 
