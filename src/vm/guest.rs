@@ -20,6 +20,9 @@ pub const EXIT_MARKER: &str = "uffd-conform-guest: exit ";
 const LOG: &str = "uffd-conform-guest:";
 /// The init's first line: the kernel has booted (the host times the phases by it).
 pub const INIT_MARKER: &str = "uffd-conform-guest: init";
+/// The booted kernel's `uname -r` and `uname -v`, after this prefix (the kernel's own banner is
+/// below the console's log level).
+pub const KERNEL_MARKER: &str = "uffd-conform-guest: kernel ";
 
 /// finit_module(2) flag: the file is compressed and the kernel decompresses it.
 const MODULE_INIT_COMPRESSED_FILE: libc::c_uint = 4;
@@ -72,6 +75,13 @@ pub fn is_init() -> bool {
 /// Runs the guest and powers the machine off. Never returns.
 pub fn run_as_init() -> ! {
     eprintln!("{INIT_MARKER}");
+    if let Ok(u) = nix::sys::utsname::uname() {
+        eprintln!(
+            "{KERNEL_MARKER}{} {}",
+            u.release().to_string_lossy(),
+            u.version().to_string_lossy()
+        );
+    }
     let code = match setup_and_run() {
         Ok(code) => code,
         Err(e) => {

@@ -236,16 +236,25 @@ fn booted_kernel(args: &VmArgs, console: &str) -> KernelInfo {
     }
 }
 
-/// `(release, version)` from the kernel's `Linux version` banner.
+/// `(release, version)` of the booted kernel: the guest init's line, or the kernel's own
+/// `Linux version` banner when the console shows it.
 pub fn kernel_banner(console: &str) -> Option<(String, String)> {
-    let line = console.lines().find(|l| l.contains("Linux version "))?;
-    let rest = &line[line.find("Linux version ")? + "Linux version ".len()..];
-    let release = rest.split_whitespace().next()?.to_string();
-    let version = rest
-        .rfind(" #")
-        .map(|i| rest[i + 1..].trim().to_string())
-        .unwrap_or_default();
-    Some((release, version))
+    let from_guest = console.lines().find_map(|l| {
+        let rest = &l[l.find(guest::KERNEL_MARKER)? + guest::KERNEL_MARKER.len()..];
+        let rest = rest.trim_end_matches('\r');
+        let (release, version) = rest.split_once(' ').unwrap_or((rest, ""));
+        Some((release.to_string(), version.trim().to_string()))
+    });
+    from_guest.or_else(|| {
+        let line = console.lines().find(|l| l.contains("Linux version "))?;
+        let rest = &line[line.find("Linux version ")? + "Linux version ".len()..];
+        let release = rest.split_whitespace().next()?.to_string();
+        let version = rest
+            .rfind(" #")
+            .map(|i| rest[i + 1..].trim().to_string())
+            .unwrap_or_default();
+        Some((release, version))
+    })
 }
 
 /// `vm --bench`: the guest's `bench` output, from its first round to its end.
@@ -496,6 +505,24 @@ mod tests {
             ("wp::a::anon".into(), MemoryType::Anon),
             ("wp::a::shmem".into(), MemoryType::Shmem),
         ]
+    }
+
+    #[test]
+    fn the_booted_kernel_is_read_off_the_console() {
+        let guest = "[    1.2] x\r\nuffd-conform-guest: init\nuffd-conform-guest: kernel 6.1.0-47-cloud-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.158-1 (2025-11-09)\r\n";
+        assert_eq!(
+            kernel_banner(guest),
+            Some((
+                "6.1.0-47-cloud-amd64".into(),
+                "#1 SMP PREEMPT_DYNAMIC Debian 6.1.158-1 (2025-11-09)".into()
+            ))
+        );
+        let banner = "[    0.000000] Linux version 6.12.118+deb12-cloud-amd64 (debian-kernel@lists.debian.org) (gcc-12 12.2.0) #1 SMP PREEMPT_DYNAMIC Debian 6.12.118-1\n";
+        assert_eq!(
+            kernel_banner(banner).map(|(r, _)| r),
+            Some("6.12.118+deb12-cloud-amd64".into())
+        );
+        assert_eq!(kernel_banner("no kernel here"), None);
     }
 
     #[test]
