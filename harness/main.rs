@@ -364,7 +364,11 @@ fn run_in_debian_vm(filter: &str, want: &str) -> Result<Completion, Failed> {
     if let Err(e) = uffd_conform::vm::static_binary::locate(None) {
         return Ok(Completion::ignored_with(e));
     }
-    let tmp = std::env::temp_dir().join(format!("uffd-conform-vmtest-{}-{}", std::process::id(), filter.len()));
+    let tmp = std::env::temp_dir().join(format!(
+        "uffd-conform-vmtest-{}-{}",
+        std::process::id(),
+        filter.len()
+    ));
     std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
     let (json, junit) = (tmp.join("vm.json"), tmp.join("vm.xml"));
     let out = cli()
@@ -391,7 +395,11 @@ fn run_in_debian_vm(filter: &str, want: &str) -> Result<Completion, Failed> {
     // The VM's results go through run's reporter: a record of the booted kernel, and JUnit.
     let record = uffd_conform::output::RunRecord::load(&json)?;
     let release = std::fs::read_to_string(kernel.join("release")).unwrap_or_default();
-    let booted = record.kernel.booted.as_ref().ok_or("vm --json: no `kernel.booted`")?;
+    let booted = record
+        .kernel
+        .booted
+        .as_ref()
+        .ok_or("vm --json: no `kernel.booted`")?;
     if !booted.image.ends_with("vmlinuz")
         || (!release.trim().is_empty() && record.kernel.release != release.trim())
         || record.trials.is_empty()
