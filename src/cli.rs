@@ -303,12 +303,7 @@ fn run_command(args: RunArgs) -> ExitCode {
     drop(guard);
     let flakes = crate::repeat::flakes(&rounds);
     if args.repeat > 1 {
-        let text = crate::repeat::report(&rounds, &flakes);
-        if ktap_mode {
-            eprint!("{text}");
-        } else {
-            print!("{text}");
-        }
+        crate::repeat::print_report(&rounds, &flakes, ktap_mode);
     }
     let select = &args.select;
     let selection = output::record::Selection {

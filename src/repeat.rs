@@ -95,6 +95,16 @@ pub fn flakes(rounds: &[Vec<TrialResult>]) -> Vec<Flake> {
         .collect()
 }
 
+/// Prints [`report`] where the human output goes: stderr when KTAP owns stdout.
+pub fn print_report(rounds: &[Vec<TrialResult>], flakes: &[Flake], to_stderr: bool) {
+    let text = report(rounds, flakes);
+    if to_stderr {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+}
+
 /// The repeat report: each flaky trial with its tally, the trials that only varied between
 /// pass and skip, then one line of totals.
 pub fn report(rounds: &[Vec<TrialResult>], flakes: &[Flake]) -> String {

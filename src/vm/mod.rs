@@ -158,12 +158,7 @@ pub fn command(args: VmArgs) -> u8 {
     }
     let flakes = crate::repeat::flakes(&rounds);
     if args.repeat > 1 {
-        let text = crate::repeat::report(&rounds, &flakes);
-        if ktap_mode {
-            eprint!("{text}");
-        } else {
-            print!("{text}");
-        }
+        crate::repeat::print_report(&rounds, &flakes, ktap_mode);
     }
     let selection = crate::output::record::Selection {
         paths: if args.select.paths.is_empty() {
