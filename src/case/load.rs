@@ -10,7 +10,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::model::{Case, RegisterMode};
+use super::model::{Case, Ref, RegisterMode};
 use super::step::{Op, Step};
 use crate::kernel::memory::MemoryType;
 
@@ -232,6 +232,14 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
         return Err((
             At::Field("refs"),
             "`refs` must name at least one source for the rule".into(),
+        ));
+    }
+    if !case.refs.iter().any(Ref::is_public) {
+        return Err((
+            At::Field("refs"),
+            "`refs` must name at least one public source (thread, commit, doc, man or \
+             selftest); `facts` only backs one up"
+                .into(),
         ));
     }
     if case.pages == 0 || case.pages > 1024 {
@@ -551,7 +559,7 @@ mod tests {
     const GOOD: &str = "\
 name: protect-then-write
 about: A write to a protected page faults once.
-refs: [{seed: '002'}]
+refs: [{thread: 'Re: [PATCH] mm/uffd: UFFD_FEATURE_WP_ZEROPAGE (David Hildenbrand, 2023-03-02)'}]
 pages: 2
 steps:
   - write: {pages: all}
@@ -595,6 +603,8 @@ steps:
     #[case::bad_faults(&GOOD.replace("faults: wp", "faults: wpp"), 8, "unknown variant `wpp`")]
     #[case::only_other_memory(&GOOD.replace("pages: 2", "pages: 2\nmemory: [shmem]"), 10, "does not run on")]
     #[case::minor_on_anon(&GOOD.replace("pages: 2", "pages: 2\nregister: [minor]"), 0, "needs shmem or hugetlb")]
+    #[case::only_private_refs(&GOOD.replace("{thread: 'Re: [PATCH] mm/uffd: UFFD_FEATURE_WP_ZEROPAGE (David Hildenbrand, 2023-03-02)'}", "{facts: Messages}"), 3, "at least one public source")]
+    #[case::seed_is_gone(&GOOD.replace("{thread: 'Re: [PATCH] mm/uffd: UFFD_FEATURE_WP_ZEROPAGE (David Hildenbrand, 2023-03-02)'}", "{seed: '004'}"), 3, "unknown variant `seed`")]
     #[case::bad_errno(&GOOD.replace("- protect: {pages: 0}", "- protect: {pages: 0, errno: EWHAT}"), 7, "not an errno name")]
     fn reports_errors_with_location(#[case] text: &str, #[case] line: u64, #[case] contains: &str) {
         let err = load(text).unwrap_err();
