@@ -38,7 +38,8 @@ pub fn run_planned(trial: &PlannedTrial, probe: &Probe) -> TrialResult {
         .case
         .timeout_ms
         .map(Duration::from_millis)
-        .unwrap_or(DEFAULT_TIMEOUT);
+        .unwrap_or(DEFAULT_TIMEOUT)
+        .min(stall_cap());
     let pool_before = _lane
         .as_ref()
         .and_then(|_| free_huge_pages(probe.huge_page_size));
@@ -50,6 +51,19 @@ pub fn run_planned(trial: &PlannedTrial, probe: &Probe) -> TrialResult {
         result.verdict = result.verdict.judge_meta(expect);
     }
     result
+}
+
+/// The environment variable that caps every trial's timeout (milliseconds): `ci/mutate` sets
+/// it so a broken kernel on which trials hang costs seconds, not ten seconds per hung trial.
+pub const STALL_ENV: &str = "UFFD_CONFORM_TRIAL_TIMEOUT_MS";
+
+/// The cap from [`STALL_ENV`], or none.
+fn stall_cap() -> Duration {
+    std::env::var(STALL_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::MAX)
 }
 
 /// Free huge pages of `size` bytes in the pool, when the kernel says.

@@ -39,6 +39,9 @@ pub struct GuestConfig {
     /// Run `bench --rounds N` instead of the suite (`vm --bench`).
     #[serde(default)]
     pub bench_rounds: Option<usize>,
+    /// The host's per-trial timeout cap (`UFFD_CONFORM_TRIAL_TIMEOUT_MS`), passed on.
+    #[serde(default)]
+    pub trial_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -131,7 +134,11 @@ fn setup_and_run() -> Result<i32, String> {
         }
     }
     let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
-    let status = Command::new(exe)
+    let mut suite = Command::new(exe);
+    if let Some(ms) = config.trial_timeout_ms {
+        suite.env(crate::run::STALL_ENV, ms.to_string());
+    }
+    let status = suite
         .args(config.run_args())
         .current_dir("/")
         .env("PATH", "/")
@@ -194,6 +201,7 @@ mod tests {
             jobs: Some(2),
             modules: vec![],
             bench_rounds: None,
+            trial_timeout_ms: None,
         };
         assert_eq!(
             c.run_args(),
