@@ -261,14 +261,15 @@ fn bench_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> u8 {
             return 2;
         }
     };
-    let Some(from) = boot.console.find("round 1:") else {
+    let output = boot.all_output();
+    let Some(from) = output.find("round 1:") else {
         eprintln!(
             "error: the guest printed no benchmark\n{}",
-            console::tail(&boot.console, 30)
+            console::tail(&output, 30)
         );
         return 2;
     };
-    for line in boot.console[from..].lines() {
+    for line in output[from..].lines() {
         let line = line.trim_end_matches('\r');
         if line.starts_with(guest::EXIT_MARKER) {
             break;
@@ -284,7 +285,7 @@ fn bench_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> u8 {
 /// Builds the initramfs, boots, and turns the console into results; also returns the console.
 pub fn run_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> Result<(VmRun, String), String> {
     let boot = boot_guest(args, trials)?;
-    Ok((interpret(trials, &boot, args.timeout), boot.console))
+    Ok((interpret(trials, &boot, args.timeout), boot.all_output()))
 }
 
 /// Builds the initramfs, boots the guest and waits for it to end.
@@ -347,6 +348,7 @@ fn boot_guest(args: &VmArgs, trials: &[PlannedTrial]) -> Result<qemu::Boot, Stri
         cpus: args.cpus,
         numa_nodes: args.numa_nodes,
         timeout: Duration::from_secs(args.timeout),
+        suite_output: work.join("ttyS1.log"),
     };
     let verbose = args.verbose;
     // Phases for the benchmark: qemu start to the first KTAP line (boot: the kernel's, to the
@@ -391,7 +393,7 @@ fn boot_guest(args: &VmArgs, trials: &[PlannedTrial]) -> Result<qemu::Boot, Stri
     let _ = std::fs::remove_dir_all(&work);
     let boot = boot?;
     if let Some(path) = &args.console_log {
-        std::fs::write(path, &boot.console).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(path, boot.all_output()).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(boot)
 }
@@ -401,7 +403,7 @@ pub fn interpret(trials: &[PlannedTrial], boot: &qemu::Boot, timeout_secs: u64) 
     let names: Vec<(String, MemoryType)> =
         trials.iter().map(|t| (t.name.clone(), t.memory)).collect();
     let (results, untestable) =
-        interpret_console(&names, &boot.console, boot.timed_out, timeout_secs);
+        interpret_console(&names, &boot.all_output(), boot.timed_out, timeout_secs);
     let untestable = untestable.map(|u| {
         if boot.qemu_stderr.trim().is_empty() {
             u
