@@ -66,6 +66,17 @@ fn stall_cap() -> Duration {
         .unwrap_or(Duration::MAX)
 }
 
+/// The environment variable that stops a run after this many failed trials (the trials not
+/// started yet get no result): `ci/mutate` needs a few killing trials, not all of them.
+pub const MAX_FAILURES_ENV: &str = "UFFD_CONFORM_MAX_FAILURES";
+
+fn max_failures() -> usize {
+    std::env::var(MAX_FAILURES_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(usize::MAX)
+}
+
 /// Free huge pages of `size` bytes in the pool, when the kernel says.
 fn free_huge_pages(size: usize) -> Option<u64> {
     let path = format!(
@@ -101,6 +112,8 @@ pub fn run_all(
     on_done: &(dyn Fn(&TrialResult) + Sync),
 ) -> Vec<TrialResult> {
     let queue = Mutex::new(Queue::new(trials));
+    let failures = std::sync::atomic::AtomicUsize::new(0);
+    let max_failures = max_failures();
     let lane_freed = Condvar::new();
     let results: Mutex<Vec<Option<TrialResult>>> = Mutex::new(vec![None; trials.len()]);
     std::thread::scope(|s| {
@@ -119,6 +132,9 @@ pub fn run_all(
                     }
                 };
                 let Some(i) = i else { break };
+                if failures.load(std::sync::atomic::Ordering::Relaxed) >= max_failures {
+                    break; // ci/mutate: the kernel is already caught; the rest is not run
+                }
                 let trial = &trials[i];
                 // Frees the lane when the trial is done, even if this thread panics.
                 let _lane = trial.memory.is_hugetlb().then(|| LaneRelease {
@@ -127,6 +143,9 @@ pub fn run_all(
                 });
                 let result = run_planned(trial, probe);
                 drop(_lane);
+                if result.verdict.is_failure() {
+                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 on_done(&result);
                 results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(result);
             });
