@@ -38,7 +38,8 @@ pub fn run_planned(trial: &PlannedTrial, probe: &Probe) -> TrialResult {
         .case
         .timeout_ms
         .map(Duration::from_millis)
-        .unwrap_or(DEFAULT_TIMEOUT);
+        .unwrap_or(DEFAULT_TIMEOUT)
+        .min(stall_cap());
     let pool_before = _lane
         .as_ref()
         .and_then(|_| free_huge_pages(probe.huge_page_size));
@@ -50,6 +51,30 @@ pub fn run_planned(trial: &PlannedTrial, probe: &Probe) -> TrialResult {
         result.verdict = result.verdict.judge_meta(expect);
     }
     result
+}
+
+/// The environment variable that caps every trial's timeout (milliseconds): `ci/mutate` sets
+/// it so a broken kernel on which trials hang costs seconds, not ten seconds per hung trial.
+pub const STALL_ENV: &str = "UFFD_CONFORM_TRIAL_TIMEOUT_MS";
+
+/// The cap from [`STALL_ENV`], or none.
+fn stall_cap() -> Duration {
+    std::env::var(STALL_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::MAX)
+}
+
+/// The environment variable that stops a run after this many failed trials (the trials not
+/// started yet get no result): `ci/mutate` needs a few killing trials, not all of them.
+pub const MAX_FAILURES_ENV: &str = "UFFD_CONFORM_MAX_FAILURES";
+
+fn max_failures() -> usize {
+    std::env::var(MAX_FAILURES_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(usize::MAX)
 }
 
 /// Free huge pages of `size` bytes in the pool, when the kernel says.
@@ -87,6 +112,8 @@ pub fn run_all(
     on_done: &(dyn Fn(&TrialResult) + Sync),
 ) -> Vec<TrialResult> {
     let queue = Mutex::new(Queue::new(trials));
+    let failures = std::sync::atomic::AtomicUsize::new(0);
+    let max_failures = max_failures();
     let lane_freed = Condvar::new();
     let results: Mutex<Vec<Option<TrialResult>>> = Mutex::new(vec![None; trials.len()]);
     std::thread::scope(|s| {
@@ -105,6 +132,9 @@ pub fn run_all(
                     }
                 };
                 let Some(i) = i else { break };
+                if failures.load(std::sync::atomic::Ordering::Relaxed) >= max_failures {
+                    break; // ci/mutate: the kernel is already caught; the rest is not run
+                }
                 let trial = &trials[i];
                 // Frees the lane when the trial is done, even if this thread panics.
                 let _lane = trial.memory.is_hugetlb().then(|| LaneRelease {
@@ -113,6 +143,9 @@ pub fn run_all(
                 });
                 let result = run_planned(trial, probe);
                 drop(_lane);
+                if result.verdict.is_failure() {
+                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 on_done(&result);
                 results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(result);
             });

@@ -42,6 +42,12 @@ pub struct GuestConfig {
     /// Run `bench --rounds N` instead of the suite (`vm --bench`).
     #[serde(default)]
     pub bench_rounds: Option<usize>,
+    /// The host's per-trial timeout cap (`UFFD_CONFORM_TRIAL_TIMEOUT_MS`) and failure cap
+    /// (`UFFD_CONFORM_MAX_FAILURES`), passed on (`ci/mutate`).
+    #[serde(default)]
+    pub trial_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub max_failures: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -135,6 +141,12 @@ fn setup_and_run() -> Result<i32, String> {
     }
     let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
     let mut suite = Command::new(exe);
+    if let Some(ms) = config.trial_timeout_ms {
+        suite.env(crate::run::STALL_ENV, ms.to_string());
+    }
+    if let Some(n) = config.max_failures {
+        suite.env(crate::run::MAX_FAILURES_ENV, n.to_string());
+    }
     // The suite's stdout (KTAP) goes to the second serial port, which the kernel never writes
     // to: on the console a kernel message (a WARNING, an MCE kill) printed while a trial
     // reports lands inside its result line, and the host loses the verdict. Without a second
@@ -213,6 +225,8 @@ mod tests {
             jobs: Some(2),
             modules: vec![],
             bench_rounds: None,
+            trial_timeout_ms: None,
+            max_failures: None,
         };
         assert_eq!(
             c.run_args(),

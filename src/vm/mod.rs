@@ -319,6 +319,12 @@ fn boot_guest(args: &VmArgs, trials: &[PlannedTrial]) -> Result<qemu::Boot, Stri
         jobs: args.jobs,
         modules: Vec::new(),
         bench_rounds: args.bench,
+        trial_timeout_ms: std::env::var(crate::run::STALL_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok()),
+        max_failures: std::env::var(crate::run::MAX_FAILURES_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok()),
     };
     let cases: Vec<initramfs::CaseFile> = cases.into_values().collect();
     let archive = initramfs::build(&suite, &cases, &modules, config);
