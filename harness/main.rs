@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use uffd_conform::case::load_path;
+use uffd_conform::host::provision;
 use uffd_conform::kernel::probe::Probe;
 use uffd_conform::output::human;
 use uffd_conform::output::known_bugs::{KernelId, KnownBugs};
 use uffd_conform::output::record::{applicable_known_bugs, Status, TrialRecord};
-use uffd_conform::plan::plan;
+use uffd_conform::run;
+use uffd_conform::run::plan::plan;
 use uffd_conform::trial::verdict::Verdict;
-use uffd_conform::{provision, run};
 
 mod matrix;
 mod output;
@@ -472,8 +473,8 @@ fn cli_ktap_output_parses() -> Result<(), Failed> {
         .output()
         .map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let doc = uffd_conform::ktap::parse(&stdout).map_err(|e| format!("{e}: {stdout}"))?;
-    let verdicts = uffd_conform::ktap::trial_verdicts(&doc);
+    let doc = uffd_conform::output::ktap::parse(&stdout).map_err(|e| format!("{e}: {stdout}"))?;
+    let verdicts = uffd_conform::output::ktap::trial_verdicts(&doc);
     if !stdout.starts_with("KTAP version 1\n1..1\n")
         || !doc.is_complete()
         || stdout.contains("passed,")

@@ -13,19 +13,11 @@
 //! - [`bisect`]: `--bisect` exit codes.
 //! - [`vm`]: running the suite inside a kernel under qemu.
 
-pub mod bench;
-pub mod bisect;
 pub mod case;
 pub mod cli;
-pub mod coverage;
-pub mod hostlock;
+pub mod host;
 pub mod kernel;
-pub mod ktap;
 pub mod output;
-pub mod plan;
-pub mod provision;
-pub mod repeat;
-pub mod report;
 pub mod run;
 pub mod trial;
 pub mod vm;

@@ -13,14 +13,17 @@
 
 pub mod baseline;
 pub mod compare;
+pub mod coverage;
 pub mod html;
 pub mod human;
 pub mod junit;
 pub mod kconfig;
 pub mod known_bugs;
+pub mod ktap;
 pub mod progress;
 pub mod record;
 pub mod session;
+pub mod summary;
 pub mod time;
 pub mod xml;
 

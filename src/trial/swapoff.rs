@@ -5,9 +5,9 @@
 
 use super::memops::{mismatch, swap_out, Verified};
 use super::record::Mismatch;
+use crate::host::provision::{self, SWAP_PRIORITY};
 use crate::kernel::memory::Area;
 use crate::kernel::pagemap::Pagemap;
-use crate::provision::{self, SWAP_PRIORITY};
 
 /// Pages out `pages`, then swapoff(2) of every swap device (all the suite's own), then
 /// swapon(2) of them again. `Err` is a failing swapoff: the kernel's failure.

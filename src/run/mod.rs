@@ -1,13 +1,16 @@
 //! Running planned trials: skips first, one fresh process per trial, several at once, with
 //! hugetlb trials one at a time so they never compete for the huge page pool.
 
+pub mod plan;
+pub mod repeat;
+
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, RwLock};
 use std::time::Duration;
 
+use crate::host::provision::Request;
 use crate::kernel::probe::Probe;
-use crate::plan::PlannedTrial;
-use crate::provision::Request;
+use crate::run::plan::PlannedTrial;
 use crate::trial::spawn::{run_trial, DEFAULT_TIMEOUT};
 use crate::trial::verdict::{TrialResult, Verdict};
 
@@ -26,7 +29,7 @@ pub fn run_planned(trial: &PlannedTrial, probe: &Probe) -> TrialResult {
     // for other uffd-conform processes sharing the pool).
     let _lane = trial.memory.is_hugetlb().then(|| {
         let threads = HUGETLB_LANE.lock().unwrap_or_else(|p| p.into_inner());
-        (threads, crate::hostlock::lock("hugetlb-lane"))
+        (threads, crate::host::lock::lock("hugetlb-lane"))
     });
     let _swap_alone = trial
         .uses_swapoff
@@ -184,7 +187,7 @@ impl Queue {
 pub fn request_for(trials: &[PlannedTrial]) -> Request {
     Request {
         // One hugetlb trial runs at a time; a little spare covers the alias mapping.
-        huge_pages: crate::plan::max_huge_pages(trials).max(
+        huge_pages: crate::run::plan::max_huge_pages(trials).max(
             if trials.iter().any(|t| t.huge_pages > 0) {
                 8
             } else {

@@ -78,7 +78,7 @@ pub struct Guard {
     pub notes: Vec<String>,
     /// Held while this run may change or rely on the host's huge pages and swap: another root
     /// run that provisions waits, rather than restoring what this one still uses.
-    _host: Option<crate::hostlock::HostLock>,
+    _host: Option<crate::host::lock::HostLock>,
 }
 
 impl Drop for Guard {
@@ -99,11 +99,11 @@ pub fn provision(req: Request, probe: &mut Probe) -> Guard {
         return Guard { notes, _host: None };
     }
     let needs_something = req.huge_pages > 0 || req.swap || req.ksm || req.thp;
-    let host = needs_something.then(|| match crate::hostlock::try_lock("provision") {
+    let host = needs_something.then(|| match crate::host::lock::try_lock("provision") {
         Some(l) => l,
         None => {
             eprintln!("provision: waiting for another uffd-conform run to finish with the huge pages and swap");
-            crate::hostlock::lock("provision")
+            crate::host::lock::lock("provision")
         }
     });
     // What another run left may be gone now that we hold the lock.

@@ -5,9 +5,10 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crate::host::provision;
 use crate::kernel::probe::Probe;
+use crate::run;
 use crate::trial::verdict::TrialResult;
-use crate::{provision, run};
 
 fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
@@ -72,7 +73,7 @@ fn by_memory(results: &[TrialResult], rounds: usize) -> Vec<(String, f64)> {
 
 /// Runs `rounds` rounds of `trials` and prints the figures.
 pub fn command(
-    trials: &[crate::plan::PlannedTrial],
+    trials: &[crate::run::plan::PlannedTrial],
     rounds: usize,
     jobs: usize,
     no_provision: bool,
