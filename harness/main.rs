@@ -25,7 +25,7 @@ fn root() -> &'static Path {
 }
 
 fn main() {
-    uffd_conform::trial::child::run_if_child();
+    uffd_conform::trial::run_if_child();
     let args = Arguments::from_args();
 
     let mut cases = Vec::new();

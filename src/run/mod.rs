@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::host::provision::Request;
 use crate::kernel::probe::Probe;
 use crate::run::plan::PlannedTrial;
-use crate::trial::spawn::{run_trial, DEFAULT_TIMEOUT};
+use crate::trial::spawn::{run_in_fresh_process, DEFAULT_TIMEOUT};
 use crate::trial::verdict::{TrialResult, Verdict};
 
 static HUGETLB_LANE: Mutex<()> = Mutex::new(());
@@ -45,7 +45,7 @@ pub fn run_planned(trial: &PlannedTrial, probe: &Probe) -> TrialResult {
     let pool_before = _lane
         .as_ref()
         .and_then(|_| free_huge_pages(probe.huge_page_size));
-    let mut result = run_trial(&trial.name, &trial.spec(probe), timeout);
+    let mut result = run_in_fresh_process(&trial.name, &trial.spec(probe), timeout);
     if let Some(free) = pool_before {
         wait_for_pool(probe.huge_page_size, free);
     }

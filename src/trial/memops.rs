@@ -160,6 +160,19 @@ pub enum Verified {
     Declined(String),
 }
 
+/// A verified operation as a step's checks: `Done`'s observations, the mismatches `fail`
+/// makes of an error, or `Declined`'s reason as `Err` (the step, and so the trial, skips).
+pub fn verified<E>(
+    result: Result<Verified, E>,
+    fail: impl FnOnce(E) -> Vec<Mismatch>,
+) -> Result<Checked, String> {
+    match result {
+        Ok(Verified::Done(observed)) => Ok(Ok(observed)),
+        Ok(Verified::Declined(reason)) => Err(reason),
+        Err(e) => Ok(Err(fail(e))),
+    }
+}
+
 /// MADV_PAGEOUT until every page is out (anon: bit 62; others: not resident), a few tries.
 pub fn swap_out(area: &Area, pagemap: &Pagemap, pages: &[usize]) -> Result<Verified, Errno> {
     let is_out = |p: usize| -> bool {
@@ -398,7 +411,7 @@ pub fn check_errno(call: &str, want: Option<Errno>, got: Result<(), Errno>) -> C
 
 #[cfg(test)]
 mod tests {
-    use super::moved_page_differs;
+    use super::{moved_page_differs, verified, Verified};
     use crate::trial::data::word;
 
     fn page(gen: u8, page: usize) -> Vec<u8> {
@@ -424,5 +437,16 @@ mod tests {
             m.expected
         );
         assert_eq!(m.observed, "zero");
+    }
+
+    #[test]
+    fn verified_keeps_observations_skips_a_decline_and_maps_an_error() {
+        let done: Result<Verified, &str> = Ok(Verified::Done(vec!["seen".into()]));
+        assert_eq!(verified(done, |_| vec![]), Ok(Ok(vec!["seen".to_string()])));
+        let declined: Result<Verified, &str> = Ok(Verified::Declined("no swap".into()));
+        assert_eq!(verified(declined, |_| vec![]), Err("no swap".to_string()));
+        let failed: Result<Verified, &str> = Err("EIO");
+        let got = verified(failed, |e| vec![super::mismatch("call", "success", e)]);
+        assert_eq!(got.unwrap().unwrap_err()[0].observed, "EIO");
     }
 }

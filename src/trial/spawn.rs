@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::child::CHILD_ENV;
+use super::child::{CHILD_ENV, NOBODY};
 use super::record::{ChildLine, TrialReport, TrialSpec};
 use super::verdict::{FailKind, TrialResult, Verdict};
 use super::zygote::{self, ForkError};
@@ -20,12 +20,9 @@ const STDERR_KEEP: usize = 16 * 1024;
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The uid and gid of `run_as: nobody` trials.
-pub const NOBODY: u32 = 65534;
-
 /// Runs `spec` in a fresh process: a child of this thread's zygote (see [`zygote`]), or of
 /// this executable run afresh.
-pub fn run_trial(name: &str, spec: &TrialSpec, timeout: Duration) -> TrialResult {
+pub fn run_in_fresh_process(name: &str, spec: &TrialSpec, timeout: Duration) -> TrialResult {
     let started = Instant::now();
     let spawned = super::record::monotonic_ns();
     let (verdict, mut report, stderr) = run_process(spec, timeout);

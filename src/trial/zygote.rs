@@ -36,7 +36,7 @@ use nix::sys::socket::{
     SockFlag, SockType,
 };
 
-use super::spawn::NOBODY;
+use super::child::NOBODY;
 
 /// Set (to the runner's pid) in the zygote's environment.
 pub const ZYGOTE_ENV: &str = "UFFD_CONFORM_ZYGOTE";
@@ -337,7 +337,7 @@ fn trial_process(fds: Vec<OwnedFd>, nobody: bool, zygote: i32) -> ! {
         // SAFETY: as above.
         unsafe { libc::_exit(3) };
     }
-    super::child::run_trial(started)
+    super::child::run_spec_from_stdin(started)
 }
 
 /// What `Command::uid(65534).gid(65534)` does before exec, plus what the exec itself would do:
