@@ -5,9 +5,8 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::host::provision;
-use crate::kernel::probe::Probe;
 use crate::run;
+use crate::run::prepare::{prepare, Prepared};
 use crate::trial::verdict::TrialResult;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -78,8 +77,7 @@ pub fn command(
     jobs: usize,
     no_provision: bool,
 ) -> ExitCode {
-    let mut probe = Probe::run();
-    let guard = (!no_provision).then(|| provision::provision(run::request_for(trials), &mut probe));
+    let Prepared { probe, guard } = prepare(trials, !no_provision);
     let mut walls = Vec::new();
     let mut all = Vec::new();
     let mut failed = 0;

@@ -10,13 +10,13 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::case::{load_path, LoadedCase};
-use crate::host::provision;
 use crate::kernel::features::Feature;
 use crate::kernel::probe::Probe;
 use crate::kernel::uapi::IOCTL_NAMES;
 use crate::output::{self, OutputArgs, RunFacts, Session};
 use crate::run;
 use crate::run::plan::{plan, PlannedTrial};
+use crate::run::prepare::{prepare, Prepared};
 
 #[derive(Parser)]
 #[command(
@@ -271,16 +271,13 @@ fn run_command(args: RunArgs) -> ExitCode {
             return cannot_run;
         }
     };
-    let mut probe = Probe::run();
+    let prepared = prepare(&trials, !args.no_provision);
+    prepared.print_notes();
+    let probe = &prepared.probe;
     session.kernel(&crate::output::known_bugs::KernelId {
         release: probe.kernel_release.clone(),
         version: probe.kernel_version.clone(),
     });
-    let guard =
-        (!args.no_provision).then(|| provision::provision(run::request_for(&trials), &mut probe));
-    for note in guard.iter().flat_map(|g| g.notes.iter()) {
-        eprintln!("provision: {note}");
-    }
     let jobs = args.jobs.unwrap_or_else(run::default_jobs);
     eprintln!(
         "uffd-conform: {} trials on Linux {} ({jobs} jobs)",
@@ -294,7 +291,7 @@ fn run_command(args: RunArgs) -> ExitCode {
     let mut rounds = Vec::new();
     for round in 1..=args.repeat {
         // Round 1 is the run's record; later rounds only look for verdicts that change.
-        let results = run::run_all(&trials, &probe, jobs, &|r| {
+        let results = run::run_all(&trials, probe, jobs, &|r| {
             if round == 1 {
                 if let Some(k) = &ktap {
                     k.record(r);
@@ -304,7 +301,8 @@ fn run_command(args: RunArgs) -> ExitCode {
         });
         rounds.push(results);
     }
-    let provisioning = guard.as_ref().map(|g| g.notes.clone()).unwrap_or_default();
+    let provisioning = prepared.notes().to_vec();
+    let Prepared { probe, guard } = prepared;
     drop(guard);
     let flakes = crate::run::repeat::flakes(&rounds);
     if args.repeat > 1 {

@@ -2,6 +2,7 @@
 //! hugetlb trials one at a time so they never compete for the huge page pool.
 
 pub mod plan;
+pub mod prepare;
 pub mod repeat;
 
 use std::collections::VecDeque;
