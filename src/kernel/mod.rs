@@ -3,6 +3,7 @@
 pub mod features;
 pub mod memcg;
 pub mod memory;
+pub mod mm;
 pub mod pagemap;
 pub mod pin;
 pub mod probe;

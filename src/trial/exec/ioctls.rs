@@ -175,11 +175,9 @@ impl Trial {
             Ok(f) => f,
             Err(e) => return Err(vec![mismatch("open /dev/null", "success", e.to_string())]),
         };
-        // SAFETY: replaces our own uffd descriptor; the Uffd still owns (and later closes) it.
-        let r = nix::errno::Errno::result(unsafe {
-            libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), self.uffd.raw())
-        });
-        check_errno("close(uffd)", None, r.map(drop))
+        // Replaces our own uffd descriptor; the Uffd still owns (and later closes) it.
+        let r = crate::kernel::mm::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), self.uffd.raw());
+        check_errno("close(uffd)", None, r)
     }
 
     /// UFFDIO_COPY / ZEROPAGE / CONTINUE / POISON over the pages.

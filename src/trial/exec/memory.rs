@@ -134,11 +134,7 @@ impl Trial {
         };
         let ps = self.area.page_size;
         for (first, count) in Pages::runs(pages) {
-            let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-            // SAFETY: fallocate on our own memfd.
-            Errno::result(unsafe {
-                libc::fallocate(fd, mode, (first * ps) as i64, (count * ps) as i64)
-            })?;
+            crate::kernel::mm::punch_hole(fd, first * ps, count * ps)?;
         }
         Ok(())
     }
