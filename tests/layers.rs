@@ -20,7 +20,7 @@ fn src() -> PathBuf {
 }
 
 /// Every module file under src/: its module path (`trial::exec`) and its file.
-fn modules() -> BTreeMap<Module, PathBuf> {
+fn modules(src: &Path) -> BTreeMap<Module, PathBuf> {
     fn walk(dir: &Path, at: &Module, out: &mut BTreeMap<Module, PathBuf>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
@@ -39,7 +39,7 @@ fn modules() -> BTreeMap<Module, PathBuf> {
         }
     }
     let mut out = BTreeMap::new();
-    walk(&src(), &Vec::new(), &mut out);
+    walk(src, &Vec::new(), &mut out);
     out
 }
 
@@ -194,8 +194,8 @@ fn resolve(
     best
 }
 
-fn edges() -> BTreeMap<Module, BTreeSet<Module>> {
-    let known = modules();
+fn edges(src: &Path) -> BTreeMap<Module, BTreeSet<Module>> {
+    let known = modules(src);
     let mut graph: BTreeMap<Module, BTreeSet<Module>> = BTreeMap::new();
     for (module, file) in &known {
         let text = std::fs::read_to_string(file).unwrap();
@@ -241,7 +241,17 @@ fn the_parser_sees_every_kind_of_path() {
 
 #[test]
 fn top_level_modules_use_only_those_below_them() {
-    let graph = edges();
+    let wrong = layer_breaks(&src());
+    assert!(
+        wrong.is_empty(),
+        "layer order {LAYERS:?} broken:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// Every use of a higher layer, or of a module in no layer.
+fn layer_breaks(src: &Path) -> Vec<String> {
+    let graph = edges(src);
     let rank = |m: &Module| m.first().and_then(|t| LAYERS.iter().position(|l| l == t));
     let mut wrong = Vec::new();
     for (from, tos) in &graph {
@@ -268,16 +278,18 @@ fn top_level_modules_use_only_those_below_them() {
             wrong.push(format!("src/{t}: a top-level module in no layer"));
         }
     }
-    assert!(
-        wrong.is_empty(),
-        "layer order {LAYERS:?} broken:\n{}",
-        wrong.join("\n")
-    );
+    wrong
 }
 
 #[test]
 fn no_module_cycles() {
-    let graph = edges();
+    let cycles = cycles(&src());
+    assert!(cycles.is_empty(), "import cycles:\n{}", cycles.join("\n"));
+}
+
+/// Every cycle the depth-first search meets, as `a -> b -> a`.
+fn cycles(src: &Path) -> Vec<String> {
+    let graph = edges(src);
     // A module naming an ancestor uses the ancestor's re-exports, and an ancestor declares
     // its children: neither is a dependency between module files.
     let is_ancestor = |a: &Module, b: &Module| a.len() < b.len() && b.starts_with(a);
@@ -329,7 +341,7 @@ fn no_module_cycles() {
             visit(k, &graph, &mut mark, &mut Vec::new(), &mut cycles);
         }
     }
-    assert!(cycles.is_empty(), "import cycles:\n{}", cycles.join("\n"));
+    cycles
 }
 
 #[test]
@@ -346,4 +358,35 @@ fn only_lib_and_main_at_the_root_of_src() {
         loose.is_empty(),
         "loose files at the root of src/: {loose:?}"
     );
+}
+
+/// The checks fail on a tree that breaks them: a kernel module using cli, and two trial
+/// modules using each other (through `super::` and a `crate::` group).
+#[test]
+fn the_checks_catch_a_higher_layer_and_a_cycle() {
+    let dir = std::env::temp_dir().join(format!("uffd-conform-layers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let files = [
+        ("lib.rs", "pub mod cli;\npub mod kernel;\npub mod trial;\n"),
+        ("kernel/mod.rs", "pub mod uapi;\n"),
+        ("kernel/uapi.rs", "use crate::cli::Cli;\n"),
+        ("cli/mod.rs", "pub struct Cli;\n"),
+        ("trial/mod.rs", "pub mod a;\npub mod b;\n"),
+        ("trial/a.rs", "use super::b::B;\npub struct A;\n"),
+        (
+            "trial/b.rs",
+            "use crate::{kernel, trial::a};\npub struct B;\n#[cfg(test)]\nmod tests {\n    use crate::cli::Cli;\n}\n",
+        ),
+    ];
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    assert_eq!(
+        layer_breaks(&dir),
+        ["kernel::uapi uses cli (a higher layer)"]
+    );
+    assert_eq!(cycles(&dir), ["trial::a -> trial::b -> trial::a"]);
+    let _ = std::fs::remove_dir_all(&dir);
 }
