@@ -30,7 +30,7 @@ fn phases(results: &[TrialResult]) -> Vec<(&'static str, f64)> {
         .iter()
         .filter_map(|r| r.report.as_ref().map(|r| r.timing))
         .collect();
-    let col = |f: &dyn Fn(&crate::trial::record::Timing) -> u64| {
+    let col = |f: &dyn Fn(&crate::trial::protocol::Timing) -> u64| {
         median(timings.iter().map(|t| us(f(t))).collect())
     };
     vec![

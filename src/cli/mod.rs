@@ -306,7 +306,7 @@ fn run_command(args: RunArgs) -> ExitCode {
     drop(guard);
     let flakes = crate::run::repeat::flakes(&rounds);
     if args.repeat > 1 {
-        crate::run::repeat::print_report(&rounds, &flakes, ktap_mode);
+        crate::run::repeat::print_flakes(&rounds, &flakes, ktap_mode);
     }
     let select = &args.select;
     let selection = output::record::Selection {

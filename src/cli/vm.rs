@@ -145,7 +145,7 @@ pub fn command(args: VmArgs) -> u8 {
     }
     let flakes = crate::run::repeat::flakes(&rounds);
     if args.repeat > 1 {
-        crate::run::repeat::print_report(&rounds, &flakes, ktap_mode);
+        crate::run::repeat::print_flakes(&rounds, &flakes, ktap_mode);
     }
     let selection = crate::output::record::Selection {
         paths: if args.select.paths.is_empty() {

@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 
 use super::exec;
-use super::record::{ChildLine, TrialSpec};
+use super::protocol::{ChildLine, TrialSpec};
 
 /// Set in the environment of a trial process.
 pub const CHILD_ENV: &str = "UFFD_CONFORM_TRIAL_PROCESS";
@@ -47,7 +47,7 @@ pub(super) fn run_spec_from_stdin(started: u64) -> ! {
         }
     };
     let mut report = exec::run(&spec, started, &mut progress);
-    report.timing.finished = super::record::monotonic_ns();
+    report.timing.finished = super::protocol::monotonic_ns();
     emit(&ChildLine::Report(report));
     std::process::exit(0);
 }

@@ -14,7 +14,7 @@ pub fn run_if_child() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
     }
-    let started = super::record::monotonic_ns();
+    let started = super::protocol::monotonic_ns();
     // Die with the runner: a trial stuck on a fault must not outlive it.
     // SAFETY: prctl(PR_SET_PDEATHSIG) has no memory-safety preconditions.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };

@@ -4,7 +4,7 @@
 use nix::errno::Errno;
 
 use super::data;
-use super::record::Mismatch;
+use super::protocol::Mismatch;
 use crate::case::model::{Access, Advice, PagemapExpect, Prot};
 use crate::case::pages::Pages;
 use crate::kernel::memory::Area;

@@ -1,6 +1,6 @@
 //! One trial: one case on one memory type, run in a fresh process.
 //!
-//! - [`record`]: the spec a trial process gets and the report it gives back.
+//! - [`protocol`]: between runner and trial process: the spec it gets, the report it gives back.
 //! - [`entry`]: where a binary that runs trials starts ([`run_if_child`]).
 //! - [`child`]: the trial process: reads its spec, runs it, writes its report.
 //! - [`exec`], [`handler`], [`data`]: running steps, serving faults, page contents.
@@ -19,7 +19,7 @@ pub mod expect;
 pub mod handler;
 pub mod memops;
 pub mod migrate;
-pub mod record;
+pub mod protocol;
 pub mod ro_pin;
 pub mod scan;
 pub mod spawn;

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
 use super::memops::{mismatch, Verified};
-use super::record::Mismatch;
+use super::protocol::Mismatch;
 use crate::kernel::memory::Area;
 use crate::kernel::pagemap::Pagemap;
 

@@ -4,7 +4,7 @@
 //! (the swap lane in `run`), so the only pages on the device are its own.
 
 use super::memops::{mismatch, swap_out, Verified};
-use super::record::Mismatch;
+use super::protocol::Mismatch;
 use crate::kernel::memory::Area;
 use crate::kernel::pagemap::Pagemap;
 use crate::kernel::swap::{self, SWAP_PRIORITY};

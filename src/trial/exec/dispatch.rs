@@ -6,12 +6,12 @@ use super::state::{gettid, Ran, StepOutcome, Trial};
 use crate::case::{Op, Step};
 use crate::kernel::uapi::UFFDIO_WRITEPROTECT_MODE_WP;
 use crate::trial::memops::{self, check_errno, mismatch, pages_of, verified};
-use crate::trial::record::*;
+use crate::trial::protocol::*;
 use crate::trial::{migrate, ro_pin, scan, swapoff};
 
 /// Runs the trial; `progress` is told each step before it runs.
-pub fn run(spec: &TrialSpec, started: u64, progress: &mut dyn FnMut(usize)) -> TrialReport {
-    let mut report = TrialReport::default();
+pub fn run(spec: &TrialSpec, started: u64, progress: &mut dyn FnMut(usize)) -> ProcessReport {
+    let mut report = ProcessReport::default();
     report.timing.started = started;
     let mut trial = match Trial::setup(spec, &mut report) {
         Ok(t) => t,
@@ -52,7 +52,7 @@ pub fn run(spec: &TrialSpec, started: u64, progress: &mut dyn FnMut(usize)) -> T
 }
 
 /// Records step `n`'s outcome in the report; false when it ends the trial (a failure or skip).
-fn record(report: &mut TrialReport, n: usize, op: String, outcome: StepOutcome) -> bool {
+fn record(report: &mut ProcessReport, n: usize, op: String, outcome: StepOutcome) -> bool {
     match outcome {
         StepOutcome::Done(observed) => {
             report.steps.push(StepRecord {
@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn a_done_step_is_recorded_and_the_trial_goes_on() {
-        let mut report = TrialReport::default();
+        let mut report = ProcessReport::default();
         assert!(record(
             &mut report,
             1,
@@ -204,7 +204,7 @@ mod tests {
 
     #[test]
     fn a_failed_step_ends_the_trial_with_its_mismatches() {
-        let mut report = TrialReport::default();
+        let mut report = ProcessReport::default();
         let m = mismatch("check", "1", "0");
         assert!(!record(
             &mut report,
@@ -222,7 +222,7 @@ mod tests {
 
     #[test]
     fn a_skipped_step_ends_the_trial_naming_the_step() {
-        let mut report = TrialReport::default();
+        let mut report = ProcessReport::default();
         assert!(!record(
             &mut report,
             2,

@@ -18,7 +18,7 @@ use crate::kernel::memory::Area;
 use crate::kernel::pagemap::Pagemap;
 use crate::trial::expect::{self, Expected};
 use crate::trial::memops::{self, check_errno, mismatch, pages_of, verified, Checked};
-use crate::trial::record::{Message, Mismatch};
+use crate::trial::protocol::{Message, Mismatch};
 use crate::trial::{ro_pin, scan};
 
 /// What a child step found, sent to the parent as one JSON line.

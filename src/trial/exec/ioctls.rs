@@ -11,7 +11,7 @@ use crate::kernel::uapi::*;
 use crate::kernel::uffd::{OpenVia, Uffd};
 use crate::trial::data;
 use crate::trial::memops::{self, check_errno, mismatch, pages_of, Checked};
-use crate::trial::record::Mismatch;
+use crate::trial::protocol::Mismatch;
 
 /// Names of the range ioctls in a mask.
 fn ioctl_names(mask: u64) -> String {

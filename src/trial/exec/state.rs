@@ -14,7 +14,7 @@ use crate::kernel::uffd::{OpenVia, Uffd};
 use crate::trial::expect::{self, Context, Expected};
 use crate::trial::handler::{Geometry, Handler};
 use crate::trial::memops::{mismatch, Checked};
-use crate::trial::record::{monotonic_ns, Failure, Mismatch, TrialReport, TrialSpec};
+use crate::trial::protocol::{monotonic_ns, Failure, Mismatch, ProcessReport, TrialSpec};
 
 /// The live state of a trial.
 pub(crate) struct Trial {
@@ -76,7 +76,7 @@ pub(crate) fn gettid() -> u32 {
 }
 
 impl Trial {
-    pub(super) fn setup(spec: &TrialSpec, report: &mut TrialReport) -> Result<Trial, Failure> {
+    pub(super) fn setup(spec: &TrialSpec, report: &mut ProcessReport) -> Result<Trial, Failure> {
         let case = &spec.case;
         let t0 = monotonic_ns();
         let area = Area::map_with(
