@@ -1,8 +1,8 @@
 //! The `uffd-conform` command line.
 
-pub mod bench;
-pub mod bisect;
-pub mod vm;
+pub(crate) mod bench;
+pub(crate) mod bisect;
+pub(crate) mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -251,7 +251,7 @@ pub(crate) fn select_trials(select: &Select) -> Result<Vec<PlannedTrial>, ExitCo
 
 fn run_command(args: RunArgs) -> ExitCode {
     let cannot_run = ExitCode::from(if args.bisect {
-        crate::cli::bisect::UNTESTABLE
+        crate::cli::bisect::exit_code(crate::cli::bisect::RunOutcome::Untestable)
     } else {
         2
     });

@@ -90,7 +90,11 @@ impl VmArgs {
 
 /// The command: returns the process exit code.
 pub fn command(args: VmArgs) -> u8 {
-    let untestable_code = if args.bisect { bisect::UNTESTABLE } else { 2 };
+    let untestable_code = if args.bisect {
+        bisect::exit_code(RunOutcome::Untestable)
+    } else {
+        2
+    };
     let trials = match super::select_trials(&args.select) {
         Ok(t) if !t.is_empty() => t,
         Ok(_) => {

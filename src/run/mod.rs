@@ -3,7 +3,7 @@
 
 pub mod plan;
 pub mod prepare;
-pub mod repeat;
+pub(crate) mod repeat;
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, RwLock};

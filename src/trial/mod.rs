@@ -11,20 +11,20 @@
 //! - [`zygote`]: the clean single-threaded process that forks trial processes.
 //! - [`verdict`]: what a trial's result means (pass, fail, skip) and how it reads.
 
-pub mod child;
-pub mod data;
-pub mod entry;
-pub mod exec;
-pub mod expect;
-pub mod handler;
-pub mod memops;
-pub mod migrate;
-pub mod protocol;
-pub mod ro_pin;
-pub mod scan;
-pub mod spawn;
-pub mod swapoff;
+pub(crate) mod child;
+pub(crate) mod data;
+pub(crate) mod entry;
+pub(crate) mod exec;
+pub(crate) mod expect;
+pub(crate) mod handler;
+pub(crate) mod memops;
+pub(crate) mod migrate;
+pub(crate) mod protocol;
+pub(crate) mod ro_pin;
+pub(crate) mod scan;
+pub(crate) mod spawn;
+pub(crate) mod swapoff;
 pub mod verdict;
-pub mod zygote;
+pub(crate) mod zygote;
 
 pub use entry::run_if_child;

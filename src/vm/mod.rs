@@ -13,11 +13,11 @@
 //! - [`console`]: kernel problems on the console.
 //! - [`static_binary`]: finding the statically linked suite binary.
 
-pub mod console;
-pub mod cpio;
+pub(crate) mod console;
+pub(crate) mod cpio;
 pub mod guest;
-pub mod initramfs;
-pub mod modules;
+pub(crate) mod initramfs;
+pub(crate) mod modules;
 pub mod qemu;
 pub mod static_binary;
 use std::collections::BTreeMap;
