@@ -86,7 +86,7 @@ fn scratch(topic: &str, cases: &[(&str, String)]) -> PathBuf {
 }
 
 fn case(name: &str, head: &str, steps: &str) -> String {
-    format!("name: {name}\nabout: Reliability test case.\nrefs: [{{facts: Messages}}]\n{head}steps:\n{steps}")
+    format!("name: {name}\nabout: Reliability test case.\nrefs: [{{man: \"userfaultfd(2)\"}}]\n{head}steps:\n{steps}")
 }
 
 fn passing(memory: &str) -> String {

@@ -110,7 +110,7 @@ fn schema_is_current() -> Result<(), Failed> {
 fn cli_yaml_error_exits_2() -> Result<(), Failed> {
     let bad = scratch(
         "bad.yaml",
-        "name: broken\nabout: x\nrefs: [{seed: '1'}]\npages: 1\nsteps:\n  - write: {pages: 0\n",
+        "name: broken\nabout: x\nrefs: [{man: 'userfaultfd(2)'}]\npages: 1\nsteps:\n  - write: {pages: 0\n",
     );
     let out = cli()
         .args(["run", "--no-provision"])

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::document::Case;
-use super::model::RegisterMode;
+use super::model::{Ref, RegisterMode};
 use super::step::{Op, Step};
 use crate::kernel::memory::MemoryType;
 
@@ -208,6 +208,50 @@ pub enum At {
     Step(usize),
 }
 
+/// What makes a public ref unfindable, if anything: a commit is looked up by its id, a
+/// mailing-list thread by its subject, author and date.
+fn ref_problem(r: &Ref) -> Option<String> {
+    match r {
+        Ref::Commit(s) => {
+            let (id, subject) = s.split_once(' ').unwrap_or((s, ""));
+            let ok = id.len() >= 12
+                && id.chars().all(|c| c.is_ascii_hexdigit())
+                && !subject.trim().is_empty();
+            (!ok).then(|| {
+                format!(
+                    "commit ref `{}` must be `ID SUBJECT`, the id 12 or more hex digits",
+                    s.escape_debug()
+                )
+            })
+        }
+        Ref::Thread(s) => (!thread_is_findable(s)).then(|| {
+            format!(
+                "thread ref `{}` must be `SUBJECT (AUTHOR, YYYY-MM-DD)`",
+                s.escape_debug()
+            )
+        }),
+        _ => None,
+    }
+}
+
+fn thread_is_findable(s: &str) -> bool {
+    let Some((subject, tail)) = s.strip_suffix(')').and_then(|t| t.rsplit_once(" (")) else {
+        return false;
+    };
+    let Some((author, date)) = tail.rsplit_once(", ") else {
+        return false;
+    };
+    let date_ok = date.len() == 10
+        && date.char_indices().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    !subject.trim().is_empty() && !author.trim().is_empty() && date_ok
+}
+
 fn validate(case: &Case) -> Result<(), (At, String)> {
     let name_ok = !case.name.is_empty()
         && case
@@ -234,6 +278,17 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
             At::Field("refs"),
             "`refs` must name at least one source for the rule".into(),
         ));
+    }
+    if !case.refs.iter().any(Ref::is_public) {
+        return Err((
+            At::Field("refs"),
+            "`refs` must name at least one public source (thread, commit, doc, man or \
+             selftest); `facts` only backs one up"
+                .into(),
+        ));
+    }
+    if let Some(m) = case.refs.iter().find_map(ref_problem) {
+        return Err((At::Field("refs"), m));
     }
     if case.pages == 0 || case.pages > 1024 {
         return Err((
@@ -552,7 +607,7 @@ mod tests {
     const GOOD: &str = "\
 name: protect-then-write
 about: A write to a protected page faults once.
-refs: [{seed: '002'}]
+refs: [{thread: 'Re: [PATCH] mm/uffd: UFFD_FEATURE_WP_ZEROPAGE (David Hildenbrand, 2023-03-02)'}]
 pages: 2
 steps:
   - write: {pages: all}
@@ -596,6 +651,10 @@ steps:
     #[case::bad_faults(&GOOD.replace("faults: wp", "faults: wpp"), 8, "unknown variant `wpp`")]
     #[case::only_other_memory(&GOOD.replace("pages: 2", "pages: 2\nmemory: [shmem]"), 10, "does not run on")]
     #[case::minor_on_anon(&GOOD.replace("pages: 2", "pages: 2\nregister: [minor]"), 0, "needs shmem or hugetlb")]
+    #[case::only_private_refs(&GOOD.replace("{thread: 'Re: [PATCH] mm/uffd: UFFD_FEATURE_WP_ZEROPAGE (David Hildenbrand, 2023-03-02)'}", "{facts: Messages}"), 3, "at least one public source")]
+    #[case::thread_without_date(&GOOD.replace("David Hildenbrand, 2023-03-02)", "David Hildenbrand)"), 3, "must be `SUBJECT (AUTHOR, YYYY-MM-DD)`")]
+    #[case::commit_without_id(&GOOD.replace("{thread: 'Re: [PATCH] mm/uffd: UFFD_FEATURE_WP_ZEROPAGE (David Hildenbrand, 2023-03-02)'}", "{commit: 'mm/uffd: UFFD_FEATURE_WP_ZEROPAGE'}"), 3, "the id 12 or more hex digits")]
+    #[case::seed_is_gone(&GOOD.replace("{thread: 'Re: [PATCH] mm/uffd: UFFD_FEATURE_WP_ZEROPAGE (David Hildenbrand, 2023-03-02)'}", "{seed: '004'}"), 3, "unknown variant `seed`")]
     #[case::bad_errno(&GOOD.replace("- protect: {pages: 0}", "- protect: {pages: 0, errno: EWHAT}"), 7, "not an errno name")]
     fn reports_errors_with_location(#[case] text: &str, #[case] line: u64, #[case] contains: &str) {
         let err = load(text).unwrap_err();

@@ -7,12 +7,14 @@ use serde::{Deserialize, Serialize};
 use super::faults::Faults;
 use super::pages::Pages;
 
-/// A source for the rule a case checks.
+/// A source for the rule a case checks. Every kind but `facts` is public: a reader without
+/// this repository's authors' notes can open it.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Ref {
-    /// A mailing-list seed thread in shared/seeds, by its number (e.g. "002").
-    Seed(String),
+    /// A mailing-list post by subject, author and date, as lore.kernel.org finds it, e.g.
+    /// "Re: [PATCH] mm/uffd: UFFD_FEATURE_WP_ZEROPAGE (David Hildenbrand, 2023-03-02)".
+    Thread(String),
     /// A kernel documentation file and section, e.g. "admin-guide/mm/userfaultfd.rst#write-protect-notifications".
     Doc(String),
     /// A kernel commit: id and subject.
@@ -21,8 +23,16 @@ pub enum Ref {
     Selftest(String),
     /// A man page section, e.g. "ioctl_userfaultfd(2) UFFDIO_WRITEPROTECT".
     Man(String),
-    /// shared/reference/uffd-facts.md, by section.
+    /// A section of the authors' notes (shared/reference/uffd-facts.md), which readers do
+    /// not have: only next to a public ref.
     Facts(String),
+}
+
+impl Ref {
+    /// Whether a reader outside the project can open the source.
+    pub fn is_public(&self) -> bool {
+        !matches!(self, Ref::Facts(_))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

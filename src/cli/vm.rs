@@ -229,14 +229,15 @@ fn bench_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> u8 {
             return 2;
         }
     };
-    let Some(from) = boot.console.find("round 1:") else {
+    let output = boot.all_output();
+    let Some(from) = output.find("round 1:") else {
         eprintln!(
             "error: the guest printed no benchmark\n{}",
-            console::tail(&boot.console, 30)
+            console::tail(&output, 30)
         );
         return 2;
     };
-    for line in boot.console[from..].lines() {
+    for line in output[from..].lines() {
         let line = line.trim_end_matches('\r');
         if line.starts_with(guest::EXIT_MARKER) {
             break;

@@ -110,7 +110,7 @@ fn needs(trials: &[&PlannedTrial]) -> String {
 
 fn ref_text(r: &Ref) -> String {
     let (kind, text) = match r {
-        Ref::Seed(s) => ("seed", s),
+        Ref::Thread(s) => ("thread", s),
         Ref::Doc(s) => ("doc", s),
         Ref::Commit(s) => ("commit", s),
         Ref::Selftest(s) => ("selftest", s),

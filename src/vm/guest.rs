@@ -6,6 +6,7 @@
 
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::Command;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,8 @@ pub const CONFIG_PATH: &str = "/uffd-conform/config.json";
 pub const CASES_DIR: &str = "/cases";
 /// The line that carries the suite's exit code: `uffd-conform-guest: exit N`.
 pub const EXIT_MARKER: &str = "uffd-conform-guest: exit ";
+/// The serial port the suite's output goes to (the host reads it apart from the console).
+const SUITE_TTY: &str = "/dev/ttyS1";
 /// Prefix of the init's own log lines (unknown lines to a KTAP parser).
 const LOG: &str = "uffd-conform-guest:";
 /// The init's first line: the kernel has booted (the host times the phases by it).
@@ -131,7 +134,23 @@ fn setup_and_run() -> Result<i32, String> {
         }
     }
     let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
-    let status = Command::new(exe)
+    let mut suite = Command::new(exe);
+    // The suite's stdout (KTAP) goes to the second serial port, which the kernel never writes
+    // to: on the console a kernel message (a WARNING, an MCE kill) printed while a trial
+    // reports lands inside its result line, and the host loses the verdict. Without a second
+    // port (a kernel with one UART) the console carries both, as before.
+    // O_NOCTTY: PID 1 must not take the port as its controlling terminal.
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(SUITE_TTY)
+    {
+        Ok(tty) => {
+            suite.stdout(tty);
+        }
+        Err(e) => eprintln!("{LOG} {SUITE_TTY}: {e}; the suite reports on the console"),
+    }
+    let status = suite
         .args(config.run_args())
         .current_dir("/")
         .env("PATH", "/")

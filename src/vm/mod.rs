@@ -89,7 +89,7 @@ pub fn kernel_banner(console: &str) -> Option<(String, String)> {
 /// Builds the initramfs, boots, and turns the console into results; also returns the console.
 pub fn run_in_vm(args: &VmConfig, trials: &[PlannedTrial]) -> Result<(VmRun, String), String> {
     let boot = boot_guest(args, trials)?;
-    Ok((interpret(trials, &boot, args.timeout), boot.console))
+    Ok((interpret(trials, &boot, args.timeout), boot.all_output()))
 }
 
 /// Builds the initramfs, boots the guest and waits for it to end.
@@ -149,6 +149,7 @@ pub fn boot_guest(args: &VmConfig, trials: &[PlannedTrial]) -> Result<qemu::Boot
         cpus: args.cpus,
         numa_nodes: args.numa_nodes,
         timeout: Duration::from_secs(args.timeout),
+        suite_output: work.join("ttyS1.log"),
     };
     let verbose = args.verbose;
     // Phases for the benchmark: qemu start to the first KTAP line (boot: the kernel's, to the
@@ -193,7 +194,7 @@ pub fn boot_guest(args: &VmConfig, trials: &[PlannedTrial]) -> Result<qemu::Boot
     let _ = std::fs::remove_dir_all(&work);
     let boot = boot?;
     if let Some(path) = &args.console_log {
-        std::fs::write(path, &boot.console).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(path, boot.all_output()).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(boot)
 }
@@ -203,7 +204,7 @@ pub fn interpret(trials: &[PlannedTrial], boot: &qemu::Boot, timeout_secs: u64) 
     let names: Vec<(String, MemoryType)> =
         trials.iter().map(|t| (t.name.clone(), t.memory)).collect();
     let (results, untestable) =
-        interpret_console(&names, &boot.console, boot.timed_out, timeout_secs);
+        interpret_console(&names, &boot.all_output(), boot.timed_out, timeout_secs);
     let untestable = untestable.map(|u| {
         if boot.qemu_stderr.trim().is_empty() {
             u

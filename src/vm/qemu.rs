@@ -24,16 +24,30 @@ pub struct QemuOptions {
     pub cpus: usize,
     pub numa_nodes: usize,
     pub timeout: Duration,
+    /// The guest's second serial port (ttyS1) is written here: the suite's own output (KTAP),
+    /// kept apart from the kernel's console so that no kernel message can land inside a line.
+    pub suite_output: PathBuf,
 }
 
 /// What happened to the VM.
 pub struct Boot {
+    /// ttyS0: the kernel's console and the init's own lines.
     pub console: String,
+    /// ttyS1: what the suite printed (KTAP), whole lines only.
+    pub suite_output: String,
     pub timed_out: bool,
     /// qemu's own stderr (its errors).
     pub qemu_stderr: String,
     pub qemu_status: Option<std::process::ExitStatus>,
     pub elapsed: Duration,
+}
+
+impl Boot {
+    /// The console followed by the suite's output: the kernel's lines, the init's markers and
+    /// then the KTAP document, which no kernel line interrupts.
+    pub fn all_output(&self) -> String {
+        format!("{}{}", self.console, self.suite_output)
+    }
 }
 
 /// The kernel command line. `panic=-1` reboots at once on a panic and `-no-reboot` turns that
@@ -68,6 +82,14 @@ pub fn command(o: &QemuOptions) -> Command {
         "-smp",
         &smp_arg(o.cpus, o.numa_nodes),
         "-nographic",
+        // ttyS0 (the kernel's console) on stdout; ttyS1 (the suite's output) to a file, so a
+        // kernel message printed while a trial reports cannot split its KTAP line.
+        "-serial",
+        "mon:stdio",
+        "-serial",
+    ]);
+    c.arg(format!("file:{}", o.suite_output.display()));
+    c.args([
         "-no-reboot",
         // No network: the guest needs none, and the NIC's iPXE option ROM costs boot time.
         "-nic",
@@ -137,16 +159,29 @@ pub fn boot(o: &QemuOptions, on_line: &mut dyn FnMut(&str)) -> Result<Boot, Stri
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", o.qemu.display()))?;
     let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel::<String>();
+    let (tx, rx) = mpsc::channel::<Line>();
+    let suite_tx = tx.clone();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let suite_reader = {
+        let (path, done) = (o.suite_output.clone(), done.clone());
+        std::thread::spawn(move || tail_file(&path, &done, &suite_tx))
+    };
     let reader = std::thread::spawn(move || {
         let mut r = BufReader::new(stdout);
         let mut buf = Vec::new();
         while let Ok(n) = r.read_until(b'\n', &mut buf) {
-            if n == 0 || tx.send(String::from_utf8_lossy(&buf).into_owned()).is_err() {
+            if n == 0 {
                 break;
+            }
+            if tx
+                .send(Line::Console(String::from_utf8_lossy(&buf).into_owned()))
+                .is_err()
+            {
+                return;
             }
             buf.clear();
         }
+        let _ = tx.send(Line::ConsoleClosed);
     });
     let mut stderr_pipe = child.stderr.take().expect("piped stderr");
     let stderr_reader = std::thread::spawn(move || {
@@ -156,13 +191,20 @@ pub fn boot(o: &QemuOptions, on_line: &mut dyn FnMut(&str)) -> Result<Boot, Stri
     });
     let deadline = started + o.timeout;
     let mut console = String::new();
+    let mut suite_output = String::new();
     let mut timed_out = false;
     loop {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) => {
+            Ok(Line::Console(line)) => {
                 on_line(line.trim_end_matches(['\n', '\r']));
                 console.push_str(&line);
             }
+            Ok(Line::Suite(line)) => {
+                on_line(line.trim_end_matches(['\n', '\r']));
+                suite_output.push_str(&line);
+            }
+            // The console closed: qemu has exited. Collect the rest of the suite's output.
+            Ok(Line::ConsoleClosed) => done.store(true, std::sync::atomic::Ordering::Release),
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 timed_out = true;
@@ -173,13 +215,55 @@ pub fn boot(o: &QemuOptions, on_line: &mut dyn FnMut(&str)) -> Result<Boot, Stri
     }
     let status = child.wait().ok();
     let _ = reader.join();
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let _ = suite_reader.join();
     Ok(Boot {
         console,
+        suite_output,
         timed_out,
         qemu_stderr: stderr_reader.join().unwrap_or_default(),
         qemu_status: status,
         elapsed: started.elapsed(),
     })
+}
+
+/// A line from one of the guest's serial ports.
+enum Line {
+    Console(String),
+    ConsoleClosed,
+    Suite(String),
+}
+
+/// Sends the whole lines appended to `path` (qemu's file backend of ttyS1) until `done` is set
+/// and the file is read to its end.
+fn tail_file(path: &Path, done: &std::sync::atomic::AtomicBool, tx: &mpsc::Sender<Line>) {
+    let mut file = None;
+    let mut pending = Vec::new();
+    loop {
+        let finished = done.load(std::sync::atomic::Ordering::Acquire);
+        if file.is_none() {
+            file = std::fs::File::open(path).ok();
+        }
+        if let Some(f) = file.as_mut() {
+            let _ = f.read_to_end(&mut pending);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                if tx
+                    .send(Line::Suite(String::from_utf8_lossy(&line).into_owned()))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        if finished {
+            if !pending.is_empty() {
+                let _ = tx.send(Line::Suite(String::from_utf8_lossy(&pending).into_owned()));
+            }
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// `qemu-system-x86_64` on PATH, or None.
