@@ -1,31 +1,22 @@
 //! uffd-conform: a conformance suite for Linux userfaultfd write-protect behaviour.
 //!
+//! Layers, each using only those before it (tests/layers.rs checks it):
+//! - [`kernel`]: the kernel interface and every raw call (uapi, userfaultfd, pagemap, memory
+//!   backends, mm calls, swap, memory cgroups, probing).
 //! - [`case`]: the case format and its loader.
-//! - [`kernel`]: the kernel interface (uapi, userfaultfd, pagemap, memory backends, probing).
 //! - [`trial`]: one case on one memory type, run in a fresh process.
-//! - [`plan`]: which trials a run has, and which of them the machine can run.
-//! - [`provision`]: huge pages and swap for a run, restored afterwards.
-//! - [`report`]: verdicts for people.
-//! - [`output`]: the run record (JSON) and the formats made from it (human, JUnit, HTML,
-//!   compare), baselines of known failures, the progress line.
-//! - [`repeat`]: `run --repeat N` and the trials whose verdict changed between rounds.
-//! - [`ktap`]: KTAP output and its parser.
-//! - [`bisect`]: `--bisect` exit codes.
+//! - `host`: huge pages, swap, THP and KSM for a run, restored afterwards.
+//! - [`run`]: which trials a run has, preparing the machine, running them, `--repeat`.
+//! - [`output`]: the run record (JSON) and the formats made from it (human, JUnit, KTAP,
+//!   HTML, compare), known bugs, baselines, the progress line.
 //! - [`vm`]: running the suite inside a kernel under qemu.
+//! - [`cli`]: the command line.
 
-pub mod bench;
-pub mod bisect;
 pub mod case;
 pub mod cli;
-pub mod coverage;
-pub mod hostlock;
+pub(crate) mod host;
 pub mod kernel;
-pub mod ktap;
 pub mod output;
-pub mod plan;
-pub mod provision;
-pub mod repeat;
-pub mod report;
 pub mod run;
 pub mod trial;
 pub mod vm;

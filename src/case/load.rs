@@ -10,7 +10,8 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::model::{Case, Ref, RegisterMode};
+use super::document::Case;
+use super::model::{Ref, RegisterMode};
 use super::step::{Op, Step};
 use crate::kernel::memory::MemoryType;
 

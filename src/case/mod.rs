@@ -1,13 +1,14 @@
 //! The case format: model, page selections, expected messages, steps, and the loader.
 
-pub mod faults;
+pub(crate) mod document;
+pub(crate) mod faults;
 pub mod load;
-pub mod model;
-pub mod pages;
-pub mod step;
+pub(crate) mod model;
+pub(crate) mod pages;
+pub(crate) mod step;
 
+pub use document::Case;
 pub use load::{load_path, LoadError, LoadedCase};
-pub use model::Case;
 pub use step::{Op, Step};
 
 /// The JSON Schema (draft-07) of a case file, generated from the Rust types.

@@ -9,6 +9,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::faults::Faults;
 use super::model::*;
 use super::pages::Pages;
 use crate::kernel::memory::MemoryType;
@@ -306,4 +307,19 @@ impl JsonSchema for Step {
         });
         Schema::try_from(schema).expect("a schema object")
     }
+}
+
+/// fork(2); the child runs `steps` (accesses, pagemap, madvise and the like: not uffd
+/// ioctls, its uffd is the monitor's) and reports its own checks back. Messages the child
+/// causes are checked per child step; they must come from the uffd UFFD_EVENT_FORK handed over.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Fork {
+    pub steps: Vec<Step>,
+    /// Messages of the fork itself, e.g. `[{event: fork}]` with UFFD_FEATURE_EVENT_FORK.
+    #[serde(default)]
+    pub events: Faults,
+    /// The child must die of this signal (e.g. SIGBUS) at its last step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_signal: Option<SignalName>,
 }

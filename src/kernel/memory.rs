@@ -234,22 +234,12 @@ impl Area {
         self.pages * self.page_size
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.pages == 0
-    }
-
     pub fn base(&self) -> usize {
         self.base.as_ptr() as usize
     }
 
     pub fn page_addr(&self, page: usize) -> usize {
         self.base() + page * self.page_size
-    }
-
-    /// The page index holding `addr`, if it is inside the area.
-    pub fn page_of(&self, addr: usize) -> Option<usize> {
-        (addr >= self.base() && addr < self.base() + self.len())
-            .then(|| (addr - self.base()) / self.page_size)
     }
 
     /// The memfd behind the area, if any.

@@ -1,9 +1,12 @@
 //! The kernel interface: our own uapi, a userfaultfd wrapper, pagemap, memory backends, probing.
 
-pub mod features;
-pub mod memory;
-pub mod pagemap;
-pub mod pin;
+pub(crate) mod features;
+pub(crate) mod memcg;
+pub(crate) mod memory;
+pub(crate) mod mm;
+pub(crate) mod pagemap;
+pub(crate) mod pin;
 pub mod probe;
-pub mod uapi;
-pub mod uffd;
+pub(crate) mod swap;
+pub(crate) mod uapi;
+pub(crate) mod uffd;

@@ -45,6 +45,7 @@ impl Entry {
     pub fn exclusive(self) -> bool {
         self.0 & PM_MMAP_EXCLUSIVE != 0
     }
+    #[allow(dead_code)] // Read by no check yet; the bit is part of the entry.
     pub fn soft_dirty(self) -> bool {
         self.0 & PM_SOFT_DIRTY != 0
     }

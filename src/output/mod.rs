@@ -12,17 +12,20 @@
 //! - [`kconfig`], [`time`], [`xml`]: kernel config options, timestamps, escaping.
 
 pub mod baseline;
-pub mod compare;
-pub mod html;
+pub(crate) mod compare;
+pub(crate) mod coverage;
+pub(crate) mod html;
 pub mod human;
 pub mod junit;
-pub mod kconfig;
+pub(crate) mod kconfig;
 pub mod known_bugs;
-pub mod progress;
+pub mod ktap;
+pub(crate) mod progress;
 pub mod record;
-pub mod session;
-pub mod time;
-pub mod xml;
+pub(crate) mod session;
+pub(crate) mod summary;
+pub(crate) mod time;
+pub(crate) mod xml;
 
 pub use record::RunRecord;
 pub use session::{OutputArgs, RunFacts, Session};

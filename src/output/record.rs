@@ -16,7 +16,7 @@ use crate::kernel::features::Feature;
 use crate::kernel::memory::MemoryType;
 use crate::kernel::probe::Probe;
 use crate::kernel::uapi::IOCTL_NAMES;
-use crate::trial::record::{Message, Outcome, TrialReport};
+use crate::trial::protocol::{Message, Outcome, ProcessReport};
 use crate::trial::verdict::{FailKind, TrialResult, Verdict};
 
 /// Bumped on any change a reader of the previous version would misread (a field removed,
@@ -561,7 +561,7 @@ fn ioctl_names(bits: u64) -> Vec<String> {
     names
 }
 
-fn failure_detail(report: Option<&TrialReport>, stderr: &str) -> FailureDetail {
+fn failure_detail(report: Option<&ProcessReport>, stderr: &str) -> FailureDetail {
     let mut d = FailureDetail {
         step: None,
         op: None,
@@ -612,7 +612,7 @@ fn message_record(m: &Message) -> MessageRecord {
 #[cfg(test)]
 pub mod sample {
     use super::*;
-    use crate::trial::record::{Failure, Mismatch, StepRecord};
+    use crate::trial::protocol::{Failure, Mismatch, StepRecord};
 
     pub fn probe() -> Probe {
         Probe {
@@ -637,7 +637,7 @@ pub mod sample {
     }
 
     pub fn result(name: &str, memory: MemoryType, verdict: Verdict) -> TrialResult {
-        let report = verdict.is_failure().then(|| TrialReport {
+        let report = verdict.is_failure().then(|| ProcessReport {
             outcome: Outcome::Fail(Failure {
                 step: 3,
                 op: "write pages 0 data 2".into(),

@@ -5,10 +5,13 @@
 use std::io::{Read, Write};
 
 use super::exec;
-use super::record::{ChildLine, TrialSpec};
+use super::protocol::{ChildLine, TrialSpec};
 
 /// Set in the environment of a trial process.
 pub const CHILD_ENV: &str = "UFFD_CONFORM_TRIAL_PROCESS";
+
+/// The uid and gid of `run_as: nobody` trials.
+pub const NOBODY: u32 = 65534;
 
 /// Test hook, not part of the case format: `CASE:STEP` makes the trial process of case `CASE`
 /// panic when it reaches step STEP, so the suite's own tests can check that a panicking trial
@@ -21,26 +24,9 @@ fn panic_hook(case: &str) -> Option<usize> {
     (name == case).then(|| step.parse().ok()).flatten()
 }
 
-/// If this process is a trial process (or a zygote, which forks them), runs the trial and
-/// exits; otherwise returns. Call it first in `main` of every binary that runs trials, before
-/// anything starts a thread.
-pub fn run_if_child() {
-    if std::env::var_os(super::zygote::ZYGOTE_ENV).is_some() {
-        super::zygote::serve();
-    }
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
-    }
-    let started = super::record::monotonic_ns();
-    // Die with the runner: a trial stuck on a fault must not outlive it.
-    // SAFETY: prctl(PR_SET_PDEATHSIG) has no memory-safety preconditions.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    run_trial(started)
-}
-
 /// The trial process proper: reads the spec on stdin, runs it, writes the report, exits.
 /// `started` is when the process began (CLOCK_MONOTONIC), for the timing.
-pub(super) fn run_trial(started: u64) -> ! {
+pub(super) fn run_spec_from_stdin(started: u64) -> ! {
     let mut input = String::new();
     if let Err(e) = std::io::stdin().read_to_string(&mut input) {
         eprintln!("trial process: cannot read its spec: {e}");
@@ -61,7 +47,7 @@ pub(super) fn run_trial(started: u64) -> ! {
         }
     };
     let mut report = exec::run(&spec, started, &mut progress);
-    report.timing.finished = super::record::monotonic_ns();
+    report.timing.finished = super::protocol::monotonic_ns();
     emit(&ChildLine::Report(report));
     std::process::exit(0);
 }

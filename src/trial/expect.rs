@@ -1,7 +1,7 @@
 //! Expected messages, made concrete for one step (addresses, thread ids, event payloads), and
 //! compared with what the handler recorded.
 
-use super::record::{Message, Mismatch};
+use super::protocol::{Message, Mismatch};
 use crate::case::faults::{flag_mask, EventKind, Faults, MsgExpect};
 use crate::kernel::uapi::*;
 

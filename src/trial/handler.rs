@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::record::Message;
+use super::protocol::Message;
 use crate::case::model::Resolve;
 use crate::kernel::uapi::*;
 use crate::kernel::uffd::Uffd;

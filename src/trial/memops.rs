@@ -4,10 +4,11 @@
 use nix::errno::Errno;
 
 use super::data;
-use super::record::Mismatch;
+use super::protocol::Mismatch;
 use crate::case::model::{Access, Advice, PagemapExpect, Prot};
 use crate::case::pages::Pages;
 use crate::kernel::memory::Area;
+use crate::kernel::mm;
 use crate::kernel::pagemap::{Entry, Pagemap};
 
 pub fn mismatch(
@@ -76,10 +77,8 @@ pub fn kernel_write(area: &Area, pages: &[usize]) -> Result<(), Errno> {
     let zero = std::fs::File::open("/dev/zero")
         .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
     over_runs(area, pages, |addr, len| {
-        // SAFETY: the kernel writes `len` bytes into our own mapping.
-        let n =
-            Errno::result(unsafe { libc::read(zero.as_raw_fd(), addr as *mut libc::c_void, len) })?;
-        if n as usize == len {
+        let n = mm::read_into(zero.as_raw_fd(), addr, len)?;
+        if n == len {
             Ok(())
         } else {
             Err(Errno::EIO)
@@ -118,9 +117,7 @@ pub fn over_runs(
 
 pub fn madvise(area: &Area, pages: &[usize], advice: Advice) -> Result<(), Errno> {
     over_runs(area, pages, |addr, len| {
-        // SAFETY: advice on our own mapping; destructive advice is what the case asks for.
-        Errno::result(unsafe { libc::madvise(addr as *mut libc::c_void, len, advice.raw()) })
-            .map(drop)
+        mm::madvise(addr, len, advice.raw())
     })
 }
 
@@ -130,25 +127,16 @@ pub fn mprotect(area: &Area, pages: &[usize], prot: Prot) -> Result<(), Errno> {
         Prot::Read => libc::PROT_READ,
         Prot::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
     };
-    over_runs(area, pages, |addr, len| {
-        // SAFETY: changes protection of our own mapping only.
-        Errno::result(unsafe { libc::mprotect(addr as *mut libc::c_void, len, raw) }).map(drop)
-    })
+    over_runs(area, pages, |addr, len| mm::mprotect(addr, len, raw))
 }
 
 pub fn munmap(area: &Area, pages: &[usize]) -> Result<(), Errno> {
-    over_runs(area, pages, |addr, len| {
-        // SAFETY: unmaps part of our own mapping; later steps touching it are the case's intent.
-        Errno::result(unsafe { libc::munmap(addr as *mut libc::c_void, len) }).map(drop)
-    })
+    over_runs(area, pages, mm::munmap)
 }
 
 /// Whether the page at `addr` is resident (mincore), for memory pagemap cannot show swapped.
 pub fn resident(addr: usize, len: usize) -> bool {
-    let mut vec = vec![0u8; len.div_ceil(crate::kernel::pagemap::base_page_size())];
-    // SAFETY: `vec` has one byte per base page of the range.
-    let ret = unsafe { libc::mincore(addr as *mut libc::c_void, len, vec.as_mut_ptr()) };
-    ret == 0 && vec[0] & 1 != 0
+    mm::resident(addr, len)
 }
 
 /// The result of an operation whose effect is verified (swap-out, KSM merge, collapse).
@@ -158,6 +146,19 @@ pub enum Verified {
     /// The kernel or machine declined (reclaim kept a page, ksmd did not merge, no THP): the
     /// trial cannot test what it should and is skipped with this reason.
     Declined(String),
+}
+
+/// A verified operation as a step's checks: `Done`'s observations, the mismatches `fail`
+/// makes of an error, or `Declined`'s reason as `Err` (the step, and so the trial, skips).
+pub fn verified<E>(
+    result: Result<Verified, E>,
+    fail: impl FnOnce(E) -> Vec<Mismatch>,
+) -> Result<Checked, String> {
+    match result {
+        Ok(Verified::Done(observed)) => Ok(Ok(observed)),
+        Ok(Verified::Declined(reason)) => Err(reason),
+        Err(e) => Ok(Err(fail(e))),
+    }
 }
 
 /// MADV_PAGEOUT until every page is out (anon: bit 62; others: not resident), a few tries.
@@ -398,7 +399,7 @@ pub fn check_errno(call: &str, want: Option<Errno>, got: Result<(), Errno>) -> C
 
 #[cfg(test)]
 mod tests {
-    use super::moved_page_differs;
+    use super::{moved_page_differs, verified, Verified};
     use crate::trial::data::word;
 
     fn page(gen: u8, page: usize) -> Vec<u8> {
@@ -424,5 +425,16 @@ mod tests {
             m.expected
         );
         assert_eq!(m.observed, "zero");
+    }
+
+    #[test]
+    fn verified_keeps_observations_skips_a_decline_and_maps_an_error() {
+        let done: Result<Verified, &str> = Ok(Verified::Done(vec!["seen".into()]));
+        assert_eq!(verified(done, |_| vec![]), Ok(Ok(vec!["seen".to_string()])));
+        let declined: Result<Verified, &str> = Ok(Verified::Declined("no swap".into()));
+        assert_eq!(verified(declined, |_| vec![]), Err("no swap".to_string()));
+        let failed: Result<Verified, &str> = Err("EIO");
+        let got = verified(failed, |e| vec![super::mismatch("call", "success", e)]);
+        assert_eq!(got.unwrap().unwrap_err()[0].observed, "EIO");
     }
 }

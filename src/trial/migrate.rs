@@ -7,10 +7,8 @@ use nix::errno::Errno;
 
 use super::memops::Verified;
 use crate::kernel::memory::Area;
+use crate::kernel::mm;
 use crate::kernel::pagemap::Pagemap;
-
-/// move_pages(2) flag: move pages even when other processes map them (needs CAP_SYS_NICE).
-const MPOL_MF_MOVE_ALL: libc::c_int = 1 << 2;
 
 /// Migrates `pages` of the area; the pages must be present.
 pub fn migrate(
@@ -123,11 +121,8 @@ fn move_to_other_node(
     pages: &[usize],
     nodes: &[i32],
 ) -> Result<Result<String, String>, String> {
-    let addrs: Vec<*mut libc::c_void> = pages
-        .iter()
-        .map(|&p| area.page_addr(p) as *mut libc::c_void)
-        .collect();
-    let current = move_pages(&addrs, None)?;
+    let addrs: Vec<usize> = pages.iter().map(|&p| area.page_addr(p)).collect();
+    let current = mm::move_pages(&addrs, None)?;
     let mut targets = Vec::with_capacity(current.len());
     for (i, &from) in current.iter().enumerate() {
         match nodes.iter().find(|&&n| n != from) {
@@ -140,7 +135,7 @@ fn move_to_other_node(
             }
         }
     }
-    let status = move_pages(&addrs, Some(&targets))?;
+    let status = mm::move_pages(&addrs, Some(&targets))?;
     if let Some(i) = (0..status.len()).find(|&i| status[i] != targets[i]) {
         let why = if status[i] < 0 {
             Errno::from_raw(-status[i]).desc().to_string()
@@ -158,28 +153,6 @@ fn move_to_other_node(
         .map(|(from, to)| format!("{from}->{to}"))
         .collect();
     Ok(Ok(format!("move_pages(2) (nodes {})", moves.join(", "))))
-}
-
-/// move_pages(2) on this process: with `nodes`, moves; without, reports each page's node.
-fn move_pages(addrs: &[*mut libc::c_void], nodes: Option<&[i32]>) -> Result<Vec<i32>, String> {
-    let mut status = vec![0i32; addrs.len()];
-    // SAFETY: the arrays have addrs.len() entries and outlive the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_move_pages,
-            0,
-            addrs.len() as libc::c_ulong,
-            addrs.as_ptr(),
-            nodes.map_or(std::ptr::null(), |n| n.as_ptr()),
-            status.as_mut_ptr(),
-            if nodes.is_some() { MPOL_MF_MOVE_ALL } else { 0 },
-        )
-    };
-    if ret < 0 {
-        let e = Errno::last();
-        return Err(format!("move_pages(2): {e:?} ({})", e.desc()));
-    }
-    Ok(status)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
 use super::memops::{mismatch, Verified};
-use super::record::Mismatch;
+use super::protocol::Mismatch;
 use crate::kernel::memory::Area;
 use crate::kernel::pagemap::Pagemap;
 
@@ -91,14 +91,6 @@ pub fn ro_pin(
 
 /// Whether O_DIRECT on `dir` goes through the block layer (which pins user pages).
 fn pins_user_pages(dir: &str) -> bool {
-    let Ok(path) = std::ffi::CString::new(dir) else {
-        return false;
-    };
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid C string and a statfs buffer of the right type.
-    if unsafe { libc::statfs(path.as_ptr(), &mut st) } != 0 {
-        return false;
-    }
-    let kind = st.f_type as i64;
-    kind != TMPFS_MAGIC && kind != RAMFS_MAGIC
+    crate::kernel::mm::filesystem_type(dir)
+        .is_some_and(|kind| kind != TMPFS_MAGIC && kind != RAMFS_MAGIC)
 }

@@ -9,8 +9,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::child::CHILD_ENV;
-use super::record::{ChildLine, TrialReport, TrialSpec};
+use super::child::{CHILD_ENV, NOBODY};
+use super::protocol::{ChildLine, ProcessReport, TrialSpec};
 use super::verdict::{FailKind, TrialResult, Verdict};
 use super::zygote::{self, ForkError};
 use crate::case::model::RunAs;
@@ -20,18 +20,15 @@ const STDERR_KEEP: usize = 16 * 1024;
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The uid and gid of `run_as: nobody` trials.
-pub const NOBODY: u32 = 65534;
-
 /// Runs `spec` in a fresh process: a child of this thread's zygote (see [`zygote`]), or of
 /// this executable run afresh.
-pub fn run_trial(name: &str, spec: &TrialSpec, timeout: Duration) -> TrialResult {
+pub fn run_in_fresh_process(name: &str, spec: &TrialSpec, timeout: Duration) -> TrialResult {
     let started = Instant::now();
-    let spawned = super::record::monotonic_ns();
+    let spawned = super::protocol::monotonic_ns();
     let (verdict, mut report, stderr) = run_process(spec, timeout);
     if let Some(r) = &mut report {
         r.timing.spawned = spawned;
-        r.timing.reaped = super::record::monotonic_ns();
+        r.timing.reaped = super::protocol::monotonic_ns();
     }
     TrialResult {
         name: name.to_string(),
@@ -43,7 +40,7 @@ pub fn run_trial(name: &str, spec: &TrialSpec, timeout: Duration) -> TrialResult
     }
 }
 
-fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<TrialReport>, String) {
+fn run_process(spec: &TrialSpec, timeout: Duration) -> (Verdict, Option<ProcessReport>, String) {
     let nobody = spec.case.run_as == RunAs::Nobody;
     let mut process = match start(nobody) {
         Ok(p) => p,

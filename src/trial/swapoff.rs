@@ -4,10 +4,10 @@
 //! (the swap lane in `run`), so the only pages on the device are its own.
 
 use super::memops::{mismatch, swap_out, Verified};
-use super::record::Mismatch;
+use super::protocol::Mismatch;
 use crate::kernel::memory::Area;
 use crate::kernel::pagemap::Pagemap;
-use crate::provision::{self, SWAP_PRIORITY};
+use crate::kernel::swap::{self, SWAP_PRIORITY};
 
 /// Pages out `pages`, then swapoff(2) of every swap device (all the suite's own), then
 /// swapon(2) of them again. `Err` is a failing swapoff: the kernel's failure.
@@ -16,7 +16,7 @@ pub fn swap_out_then_swapoff(
     pagemap: &Pagemap,
     pages: &[usize],
 ) -> Result<Verified, String> {
-    let devices = provision::active_swap();
+    let devices = swap::active_swap();
     if devices.is_empty() {
         return Ok(Verified::Declined(
             "no swap device (the suite provisions one when it runs as root)".into(),
@@ -35,7 +35,7 @@ pub fn swap_out_then_swapoff(
     };
     let mut failed = None;
     for (dev, _) in &devices {
-        match provision::swapoff(dev) {
+        match swap::swapoff(dev) {
             Ok(()) => observed.push(format!("swapoff {}: success", dev.display())),
             Err(e) => {
                 failed.get_or_insert(format!("swapoff {}: {e:?} ({})", dev.display(), e.desc()));
@@ -44,7 +44,7 @@ pub fn swap_out_then_swapoff(
     }
     // Back on for the trials after this one; a device left off is removed by the guard.
     for (dev, _) in &devices {
-        let _ = provision::swapon(dev, SWAP_PRIORITY);
+        let _ = swap::swapon(dev, SWAP_PRIORITY);
     }
     match failed {
         Some(e) => Err(e),

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::record::{Failure, Outcome, TrialReport};
+use super::protocol::{Failure, Outcome, ProcessReport};
 use crate::case::model::{ExpectFailure, ExpectedFailKind};
 use crate::kernel::memory::MemoryType;
 
@@ -39,7 +39,7 @@ impl Verdict {
         }
     }
 
-    pub fn from_report(report: &TrialReport) -> Verdict {
+    pub fn from_report(report: &ProcessReport) -> Verdict {
         match &report.outcome {
             Outcome::Pass => Verdict::Pass,
             Outcome::Skip(reason) => Verdict::Skip {
@@ -117,7 +117,7 @@ pub struct TrialResult {
     pub memory: MemoryType,
     pub verdict: Verdict,
     pub duration: Duration,
-    pub report: Option<TrialReport>,
+    pub report: Option<ProcessReport>,
     /// The tail of the trial process's stderr.
     pub stderr: String,
 }
@@ -140,10 +140,10 @@ impl TrialResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trial::record::Mismatch;
+    use crate::trial::protocol::Mismatch;
 
     fn failing(step: usize) -> Verdict {
-        Verdict::from_report(&TrialReport {
+        Verdict::from_report(&ProcessReport {
             outcome: Outcome::Fail(Failure {
                 step,
                 op: "write pages 0".into(),

@@ -6,7 +6,7 @@
 //!
 //! The runner keeps everything else: it makes the trial's stdin, stdout and stderr pipes and
 //! hands the trial's ends to the zygote (SCM_RIGHTS), sends the spec, reads the same
-//! [`ChildLine`](super::record::ChildLine)s, enforces the time limit and kills the trial's
+//! [`ChildLine`](super::protocol::ChildLine)s, enforces the time limit and kills the trial's
 //! process group. The zygote only forks (putting the trial in its own process group and, for
 //! `run_as: nobody`, dropping to uid/gid 65534 as an exec'd process would be), reaps the trial
 //! and sends its wait status back.
@@ -36,7 +36,7 @@ use nix::sys::socket::{
     SockFlag, SockType,
 };
 
-use super::spawn::NOBODY;
+use super::child::NOBODY;
 
 /// Set (to the runner's pid) in the zygote's environment.
 pub const ZYGOTE_ENV: &str = "UFFD_CONFORM_ZYGOTE";
@@ -302,7 +302,7 @@ fn send(tag: u32, value: i32) {
 
 /// The forked child: becomes the trial process. Never returns.
 fn trial_process(fds: Vec<OwnedFd>, nobody: bool, zygote: i32) -> ! {
-    let started = super::record::monotonic_ns();
+    let started = super::protocol::monotonic_ns();
     // SAFETY: plain syscalls on descriptors this process owns. The pipes are first moved above
     // 2 (one of them could be 0, 1 or 2 if the zygote was started without them); dup2 onto
     // 0, 1, 2 then replaces the control socket and the zygote's stdout and stderr.
@@ -337,7 +337,7 @@ fn trial_process(fds: Vec<OwnedFd>, nobody: bool, zygote: i32) -> ! {
         // SAFETY: as above.
         unsafe { libc::_exit(3) };
     }
-    super::child::run_trial(started)
+    super::child::run_spec_from_stdin(started)
 }
 
 /// What `Command::uid(65534).gid(65534)` does before exec, plus what the exec itself would do:

@@ -13,84 +13,50 @@
 //! - [`console`]: kernel problems on the console.
 //! - [`static_binary`]: finding the statically linked suite binary.
 
-pub mod console;
-pub mod cpio;
+pub(crate) mod console;
+pub(crate) mod cpio;
 pub mod guest;
-pub mod initramfs;
-pub mod modules;
+pub(crate) mod initramfs;
+pub(crate) mod modules;
 pub mod qemu;
 pub mod static_binary;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
-
-use crate::bisect::{self, RunOutcome};
-use crate::cli::{OutputFormat, Select};
 use crate::kernel::memory::MemoryType;
-use crate::output::record::{BootedKernel, KernelInfo, MachineSetup};
-use crate::output::{RunFacts, Session};
-use crate::plan::PlannedTrial;
+use crate::output::ktap;
+use crate::run::plan::PlannedTrial;
 use crate::trial::verdict::{FailKind, TrialResult, Verdict};
-use crate::{ktap, report};
 
-#[derive(Args)]
-pub struct VmArgs {
-    #[command(flatten)]
-    pub select: Select,
-    /// The kernel image to boot (a bzImage, e.g. arch/x86/boot/bzImage or a package's vmlinuz).
-    #[arg(long)]
+/// How to boot the guest and what it runs (the `vm` command's options, less its output ones).
+pub struct VmConfig {
+    /// The kernel image to boot.
     pub kernel: PathBuf,
-    /// The kernel's module tree (lib/modules/RELEASE), for zram and its compressors.
-    #[arg(long)]
+    /// The kernel's module tree (lib/modules/RELEASE).
     pub modules: Option<PathBuf>,
-    /// Seconds before the VM is killed (boot + suite + power-off).
-    #[arg(long, default_value_t = 1200)]
+    /// Seconds before the VM is killed.
     pub timeout: u64,
-    /// Trials run at once inside the guest (default: the guest's cores).
-    #[arg(long, short = 'j')]
+    /// Trials run at once inside the guest (None: the guest's cores).
     pub jobs: Option<usize>,
-    /// Print every trial, and echo the guest console to stderr.
-    #[arg(long, short = 'v')]
+    /// Echo the guest console to stderr.
     pub verbose: bool,
-    /// Output format on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
-    pub format: OutputFormat,
-    /// Exit 0 good, 1 bad, 125 cannot test (for `git bisect run`).
-    #[arg(long)]
-    pub bisect: bool,
-    /// The statically linked suite binary for the guest (default: found in the target folder).
-    #[arg(long)]
+    /// The statically linked suite binary for the guest (None: found in the target folder).
     pub suite_binary: Option<PathBuf>,
     /// Save the guest's serial console here.
-    #[arg(long)]
     pub console_log: Option<PathBuf>,
-    /// qemu accelerator; TCG works everywhere, KVM only where it really works.
-    #[arg(long, value_enum, default_value_t = qemu::Accel::Tcg)]
+    /// qemu accelerator.
     pub accel: qemu::Accel,
     /// Guest memory (qemu -m).
-    #[arg(long, default_value = "2G")]
     pub memory: String,
     /// Guest cores (qemu -smp).
-    #[arg(long, default_value_t = 2)]
     pub cpus: usize,
-    /// NUMA nodes the guest memory is split over; two let `migrate` steps move pages between
-    /// nodes with move_pages(2).
-    #[arg(long, default_value_t = 2)]
+    /// NUMA nodes the guest memory is split over.
     pub numa_nodes: usize,
-    /// Run `bench --rounds N` in the guest instead of the suite and print its figures (where a
-    /// trial's time goes under emulation).
-    #[arg(long, value_name = "ROUNDS")]
+    /// Run `bench --rounds N` in the guest instead of the suite.
     pub bench: Option<usize>,
-    /// The run record, JUnit, baseline and strict options, as for `run`.
-    #[command(flatten)]
-    pub output: crate::output::OutputArgs,
-    /// Boot N times and report every trial whose verdict changed between boots (exit 1 if any
-    /// did); the first boot is the run's record.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    pub repeat: u32,
+    /// The guest's `--filter` strings (the host selected the case files).
+    pub filters: Vec<String>,
 }
 
 /// How a VM run ended, before any exit code is chosen.
@@ -100,137 +66,6 @@ pub struct VmRun {
     pub untestable: Option<String>,
     pub elapsed: Duration,
 }
-
-/// The command: returns the process exit code.
-pub fn command(args: VmArgs) -> u8 {
-    let untestable_code = if args.bisect { bisect::UNTESTABLE } else { 2 };
-    let trials = match crate::cli::select_trials(&args.select) {
-        Ok(t) if !t.is_empty() => t,
-        Ok(_) => {
-            eprintln!("error: no trial selected");
-            return untestable_code;
-        }
-        Err(_) => return untestable_code,
-    };
-    if args.bench.is_some() {
-        return bench_in_vm(&args, &trials);
-    }
-    let ktap_mode = args.format == OutputFormat::Ktap;
-    // Output files are created before the boot, so a typo fails before a long run.
-    let mut session = match Session::start(&args.output, trials.len(), args.verbose, ktap_mode) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return untestable_code;
-        }
-    };
-    let mut rounds = Vec::new();
-    let mut first_console = String::new();
-    for round in 1..=args.repeat {
-        let (run, console) = match run_in_vm(&args, &trials) {
-            Ok(run) => run,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return untestable_code;
-            }
-        };
-        eprintln!(
-            "uffd-conform: VM run {round} took {:.1} s",
-            run.elapsed.as_secs_f64()
-        );
-        if let Some(why) = &run.untestable {
-            eprintln!("error: the kernel could not be tested: {why}");
-            return untestable_code;
-        }
-        if round == 1 {
-            first_console = console;
-        }
-        rounds.push(run.results);
-    }
-    let kernel = booted_kernel(&args, &first_console);
-    session.kernel(&kernel.id());
-    let results = &rounds[0];
-    if ktap_mode {
-        print!("{}", ktap::document(results));
-    }
-    for r in results {
-        session.on_done(r);
-    }
-    let flakes = crate::repeat::flakes(&rounds);
-    if args.repeat > 1 {
-        crate::repeat::print_report(&rounds, &flakes, ktap_mode);
-    }
-    let selection = crate::output::record::Selection {
-        paths: if args.select.paths.is_empty() {
-            vec![crate::cli::default_cases_dir()]
-        } else {
-            args.select.paths.clone()
-        }
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect(),
-        filters: args.select.filter.clone(),
-        jobs: args.jobs.unwrap_or(args.cpus),
-        no_provision: false,
-    };
-    let machine = MachineSetup {
-        huge_page_size_kib: 0,
-        huge_pages_total: 0,
-        huge_pages_free: 0,
-        swap_total_kib: 0,
-        is_root: true,
-        unprivileged_userfaultfd: None,
-        provisioning: vec!["inside the guest: huge pages and swap provisioned by its /init".into()],
-    };
-    let (code, _) = session.finish(
-        RunFacts {
-            kernel,
-            machine,
-            selection,
-        },
-        results,
-    );
-    if args.bisect {
-        // Raw verdicts: bisecting a known bug is a normal use.
-        bisect::exit_code(RunOutcome::Ran(report::counts(results)))
-    } else if flakes.iter().any(|f| f.is_flaky()) {
-        1
-    } else if code == std::process::ExitCode::SUCCESS {
-        0
-    } else if code == std::process::ExitCode::from(1) {
-        1
-    } else {
-        2
-    }
-}
-
-/// The booted kernel, from its banner on the console (`Linux version RELEASE (…) #1 SMP …`).
-fn booted_kernel(args: &VmArgs, console: &str) -> KernelInfo {
-    let (release, version) = kernel_banner(console).unwrap_or_default();
-    KernelInfo {
-        release,
-        version,
-        config: crate::output::kconfig::KernelConfig {
-            source: None,
-            error: Some("not read: the kernel was booted under qemu".into()),
-            options: Default::default(),
-        },
-        uffd: None,
-        uffd_error: Some("probed inside the guest (see the trials' skip reasons)".into()),
-        dev_userfaultfd_error: None,
-        pagemap_wp_bit: None,
-        booted: Some(BootedKernel {
-            image: args.kernel.display().to_string(),
-            modules: args.modules.as_ref().map(|m| m.display().to_string()),
-            machine: format!(
-                "qemu-system-x86_64 -accel {:?}, {} cpus, {}, {} NUMA nodes",
-                args.accel, args.cpus, args.memory, args.numa_nodes
-            )
-            .to_lowercase(),
-        }),
-    }
-}
-
 /// `(release, version)` of the booted kernel: the guest init's line, or the kernel's own
 /// `Linux version` banner when the console shows it.
 pub fn kernel_banner(console: &str) -> Option<(String, String)> {
@@ -251,45 +86,14 @@ pub fn kernel_banner(console: &str) -> Option<(String, String)> {
         Some((release, version))
     })
 }
-
-/// `vm --bench`: the guest's `bench` output, from its first round to its end.
-fn bench_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> u8 {
-    let boot = match boot_guest(args, trials) {
-        Ok(boot) => boot,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
-    let output = boot.all_output();
-    let Some(from) = output.find("round 1:") else {
-        eprintln!(
-            "error: the guest printed no benchmark\n{}",
-            console::tail(&output, 30)
-        );
-        return 2;
-    };
-    for line in output[from..].lines() {
-        let line = line.trim_end_matches('\r');
-        if line.starts_with(guest::EXIT_MARKER) {
-            break;
-        }
-        // Kernel messages (e.g. the poisoning cases' MCE lines) are not the benchmark's.
-        if !line.starts_with('[') {
-            println!("{line}");
-        }
-    }
-    0
-}
-
 /// Builds the initramfs, boots, and turns the console into results; also returns the console.
-pub fn run_in_vm(args: &VmArgs, trials: &[PlannedTrial]) -> Result<(VmRun, String), String> {
+pub fn run_in_vm(args: &VmConfig, trials: &[PlannedTrial]) -> Result<(VmRun, String), String> {
     let boot = boot_guest(args, trials)?;
     Ok((interpret(trials, &boot, args.timeout), boot.all_output()))
 }
 
 /// Builds the initramfs, boots the guest and waits for it to end.
-fn boot_guest(args: &VmArgs, trials: &[PlannedTrial]) -> Result<qemu::Boot, String> {
+pub fn boot_guest(args: &VmConfig, trials: &[PlannedTrial]) -> Result<qemu::Boot, String> {
     let qemu_bin = qemu::find_qemu()
         .ok_or("qemu-system-x86_64 is not on PATH (Debian: apt-get install qemu-system-x86)")?;
     if !args.kernel.is_file() {
@@ -315,7 +119,7 @@ fn boot_guest(args: &VmArgs, trials: &[PlannedTrial]) -> Result<qemu::Boot, Stri
         None => Vec::new(),
     };
     let config = guest::GuestConfig {
-        filters: args.select.filter.clone(),
+        filters: args.filters.clone(),
         jobs: args.jobs,
         modules: Vec::new(),
         bench_rounds: args.bench,
@@ -582,7 +386,7 @@ mod tests {
     fn a_warning_after_passing_trials_fails_the_run() {
         let console = "KTAP version 1\n1..1\n  KTAP version 1\n  1..2\n  ok 1 anon\n  ok 2 shmem\nok 1 wp::a\n------------[ cut here ]------------\nWARNING: CPU: 0 PID: 9 at mm/userfaultfd.c:1 x\nuffd-conform-guest: exit 0\n";
         let (r, _) = interpret_console(&names(), console, false, 60);
-        assert_eq!(report::counts(&r).failed, 1);
+        assert_eq!(crate::output::summary::counts(&r).failed, 1);
         assert_eq!(r[2].name, "vm::kernel-log::console");
     }
 }

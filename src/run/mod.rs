@@ -1,14 +1,18 @@
 //! Running planned trials: skips first, one fresh process per trial, several at once, with
 //! hugetlb trials one at a time so they never compete for the huge page pool.
 
+pub mod plan;
+pub mod prepare;
+pub(crate) mod repeat;
+
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, RwLock};
 use std::time::Duration;
 
+use crate::host::provision::Request;
 use crate::kernel::probe::Probe;
-use crate::plan::PlannedTrial;
-use crate::provision::Request;
-use crate::trial::spawn::{run_trial, DEFAULT_TIMEOUT};
+use crate::run::plan::PlannedTrial;
+use crate::trial::spawn::{run_in_fresh_process, DEFAULT_TIMEOUT};
 use crate::trial::verdict::{TrialResult, Verdict};
 
 static HUGETLB_LANE: Mutex<()> = Mutex::new(());
@@ -26,7 +30,7 @@ pub fn run_planned(trial: &PlannedTrial, probe: &Probe) -> TrialResult {
     // for other uffd-conform processes sharing the pool).
     let _lane = trial.memory.is_hugetlb().then(|| {
         let threads = HUGETLB_LANE.lock().unwrap_or_else(|p| p.into_inner());
-        (threads, crate::hostlock::lock("hugetlb-lane"))
+        (threads, crate::host::lock::lock("hugetlb-lane"))
     });
     let _swap_alone = trial
         .uses_swapoff
@@ -43,7 +47,7 @@ pub fn run_planned(trial: &PlannedTrial, probe: &Probe) -> TrialResult {
     let pool_before = _lane
         .as_ref()
         .and_then(|_| free_huge_pages(probe.huge_page_size));
-    let mut result = run_trial(&trial.name, &trial.spec(probe), timeout);
+    let mut result = run_in_fresh_process(&trial.name, &trial.spec(probe), timeout);
     if let Some(free) = pool_before {
         wait_for_pool(probe.huge_page_size, free);
     }
@@ -217,7 +221,7 @@ impl Queue {
 pub fn request_for(trials: &[PlannedTrial]) -> Request {
     Request {
         // One hugetlb trial runs at a time; a little spare covers the alias mapping.
-        huge_pages: crate::plan::max_huge_pages(trials).max(
+        huge_pages: crate::run::plan::max_huge_pages(trials).max(
             if trials.iter().any(|t| t.huge_pages > 0) {
                 8
             } else {

@@ -6,7 +6,7 @@
 //! run that produced no verdict at all (the kernel did not boot, the suite could not start).
 //! A failure anywhere wins over skips: the kernel did something wrong.
 
-use crate::report::Counts;
+use crate::output::summary::Counts;
 
 pub const GOOD: u8 = 0;
 pub const BAD: u8 = 1;

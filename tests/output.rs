@@ -12,9 +12,15 @@ use libtest_mimic::{Completion, Failed, Trial};
 use uffd_conform::output::record::Status;
 use uffd_conform::output::{junit, RunRecord};
 
-use super::{cli, root};
+mod common;
+use common::{check, chromium, cli, root, screenshot};
 
-pub fn trials() -> Vec<Trial> {
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    libtest_mimic::run(&args, trials()).exit();
+}
+
+fn trials() -> Vec<Trial> {
     vec![
         Trial::test(
             "output::results-schema-is-current",
@@ -50,14 +56,6 @@ fn dir() -> PathBuf {
     d
 }
 
-fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), Failed> {
-    if ok {
-        Ok(())
-    } else {
-        Err(what().into())
-    }
-}
-
 /// Known failures of the scenario: the wrong case on shmem (XFAIL), the good case on anon
 /// (XPASS).
 const BASELINE: &str = "\
@@ -81,7 +79,7 @@ fn scenario() -> Result<&'static Scenario, Failed> {
     static S: OnceLock<Result<Scenario, String>> = OnceLock::new();
     S.get_or_init(|| {
         let d = dir();
-        let wrong = crate::wrong_case()?;
+        let wrong = common::wrong_case()?;
         std::fs::write(d.join("out/wrong.yaml"), wrong).map_err(|e| e.to_string())?;
         std::fs::copy(
             root().join("cases/wp/protect-then-write-faults-once.yaml"),
@@ -385,50 +383,15 @@ fn html_report_in_chromium() -> Result<Completion, Failed> {
     ] {
         check(page.contains(want), || format!("report lacks {want:?}"))?;
     }
-    let Some(browser) = ["chromium", "chromium-browser"].into_iter().find(|b| {
-        Command::new(b)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }) else {
+    let Some(browser) = chromium() else {
         return Ok(Completion::ignored_with("chromium is not installed (Debian: apt-get install chromium); report checked as text only"));
     };
-    let png = dir().join("report.png");
-    let profile = dir().join("chromium-profile");
-    let shot = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--screenshot={}", png.display()))
-        .arg("--window-size=1200,900")
-        .arg(format!("file://{}", html.display()))
-        .output()
-        .map_err(|e| e.to_string())?;
-    let bytes = std::fs::read(&png).map_err(|e| {
-        format!(
-            "no screenshot ({e}); chromium said: {}",
-            String::from_utf8_lossy(&shot.stderr)
-        )
-    })?;
-    check(
-        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000,
-        || format!("screenshot is not a plausible PNG ({} bytes)", bytes.len()),
+    screenshot(
+        browser,
+        &dir().join("chromium-profile"),
+        &html,
+        &dir().join("report.png"),
     )?;
-    let (w, h) = (
-        u32::from_be_bytes(bytes[16..20].try_into().expect("4 bytes")),
-        u32::from_be_bytes(bytes[20..24].try_into().expect("4 bytes")),
-    );
-    check((w, h) == (1200, 900), || {
-        format!("screenshot is {w}x{h}, want 1200x900")
-    })?;
     Ok(Completion::Completed)
 }
 

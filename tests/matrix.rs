@@ -11,9 +11,15 @@ use std::sync::OnceLock;
 
 use libtest_mimic::{Completion, Failed, Trial};
 
-use super::root;
+mod common;
+use common::{check, chromium, headless, root, screenshot};
 
-pub fn trials() -> Vec<Trial> {
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    libtest_mimic::run(&args, trials()).exit();
+}
+
+fn trials() -> Vec<Trial> {
     vec![
         Trial::ignorable_test(
             "matrix::markdown-counts-known-bugs",
@@ -31,14 +37,6 @@ const K98: &str = "6.1.0-98-cloud-amd64";
 const BUG: &str = "ksm-merge-drops-uffd-wp";
 const BUG_LINK: &str =
     "https://git.kernel.org/pub/scm/linux/kernel/git/torvalds/linux.git/tree/mm/ksm.c";
-
-fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), Failed> {
-    if ok {
-        Ok(())
-    } else {
-        Err(what().into())
-    }
-}
 
 /// A copy of tests/matrix-fixture with the tables written into it (once per test process), or
 /// why not. `Ok(None)`: python3 is missing.
@@ -356,40 +354,15 @@ fn html_in_chromium() -> Result<Completion, Failed> {
         Ok((p, _)) => p,
         Err(c) => return Ok(c),
     };
-    let Some(browser) = ["chromium", "chromium-browser"].into_iter().find(|b| {
-        Command::new(b)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }) else {
+    let Some(browser) = chromium() else {
         return Ok(Completion::ignored_with(
             "chromium is not installed (Debian: apt-get install chromium); matrix.html checked as text only",
         ));
     };
     let dir = html.parent().expect("a directory");
-    let headless = |extra: &[String]| {
-        Command::new(browser)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ])
-            .arg(format!(
-                "--user-data-dir={}",
-                dir.join("chromium-profile").display()
-            ))
-            .args(extra)
-            .arg(format!("file://{}", html.display()))
-            .output()
-            .map_err(|e| Failed::from(e.to_string()))
-    };
+    let profile = dir.join("chromium-profile");
     // The DOM Chromium built: the cells are table cells and the failure text stayed text.
-    let dom = headless(&["--dump-dom".to_string()])?;
+    let dom = headless(browser, &profile, &html, &["--dump-dom".to_string()])?;
     let dom = String::from_utf8_lossy(&dom.stdout);
     for want in [
         &format!(
@@ -406,27 +379,6 @@ fn html_in_chromium() -> Result<Completion, Failed> {
         "Chromium parsed failure text as markup".into()
     })?;
 
-    let png = dir.join("matrix.png");
-    let shot = headless(&[
-        format!("--screenshot={}", png.display()),
-        "--window-size=1200,900".to_string(),
-    ])?;
-    let bytes = std::fs::read(&png).map_err(|e| {
-        format!(
-            "no screenshot ({e}); chromium said: {}",
-            String::from_utf8_lossy(&shot.stderr)
-        )
-    })?;
-    check(
-        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000,
-        || format!("screenshot is not a plausible PNG ({} bytes)", bytes.len()),
-    )?;
-    let (w, h) = (
-        u32::from_be_bytes(bytes[16..20].try_into().expect("4 bytes")),
-        u32::from_be_bytes(bytes[20..24].try_into().expect("4 bytes")),
-    );
-    check((w, h) == (1200, 900), || {
-        format!("screenshot is {w}x{h}, want 1200x900")
-    })?;
+    screenshot(browser, &profile, &html, &dir.join("matrix.png"))?;
     Ok(Completion::Completed)
 }

@@ -5,9 +5,9 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::kernel::probe::Probe;
+use crate::run;
+use crate::run::prepare::{prepare, Prepared};
 use crate::trial::verdict::TrialResult;
-use crate::{provision, run};
 
 fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
@@ -30,7 +30,7 @@ fn phases(results: &[TrialResult]) -> Vec<(&'static str, f64)> {
         .iter()
         .filter_map(|r| r.report.as_ref().map(|r| r.timing))
         .collect();
-    let col = |f: &dyn Fn(&crate::trial::record::Timing) -> u64| {
+    let col = |f: &dyn Fn(&crate::trial::protocol::Timing) -> u64| {
         median(timings.iter().map(|t| us(f(t))).collect())
     };
     vec![
@@ -72,13 +72,12 @@ fn by_memory(results: &[TrialResult], rounds: usize) -> Vec<(String, f64)> {
 
 /// Runs `rounds` rounds of `trials` and prints the figures.
 pub fn command(
-    trials: &[crate::plan::PlannedTrial],
+    trials: &[crate::run::plan::PlannedTrial],
     rounds: usize,
     jobs: usize,
     no_provision: bool,
 ) -> ExitCode {
-    let mut probe = Probe::run();
-    let guard = (!no_provision).then(|| provision::provision(run::request_for(trials), &mut probe));
+    let Prepared { probe, guard } = prepare(trials, !no_provision);
     let mut walls = Vec::new();
     let mut all = Vec::new();
     let mut failed = 0;

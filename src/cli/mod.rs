@@ -1,5 +1,9 @@
 //! The `uffd-conform` command line.
 
+pub(crate) mod bench;
+pub(crate) mod bisect;
+pub(crate) mod vm;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -10,8 +14,9 @@ use crate::kernel::features::Feature;
 use crate::kernel::probe::Probe;
 use crate::kernel::uapi::IOCTL_NAMES;
 use crate::output::{self, OutputArgs, RunFacts, Session};
-use crate::plan::{plan, PlannedTrial};
-use crate::{provision, run};
+use crate::run;
+use crate::run::plan::{plan, PlannedTrial};
+use crate::run::prepare::{prepare, Prepared};
 
 #[derive(Parser)]
 #[command(
@@ -77,7 +82,7 @@ pub enum Command {
         no_provision: bool,
     },
     /// Boot a kernel under qemu and run the cases inside it (see docs/vm.md).
-    Vm(crate::vm::VmArgs),
+    Vm(vm::VmArgs),
 }
 
 /// What `run` prints on stdout.
@@ -140,7 +145,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Run(args) => run_command(args),
         Command::List(args) => match select_trials(&args.select) {
             Ok(trials) if args.coverage => {
-                print!("{}", crate::coverage::appendix(&trials));
+                print!("{}", crate::output::coverage::appendix(&trials));
                 ExitCode::SUCCESS
             }
             Ok(trials) => {
@@ -188,7 +193,7 @@ pub fn main(cli: Cli) -> ExitCode {
             jobs,
             no_provision,
         } => match select_trials(&select) {
-            Ok(trials) => crate::bench::command(
+            Ok(trials) => crate::cli::bench::command(
                 &trials,
                 rounds,
                 jobs.unwrap_or_else(run::default_jobs),
@@ -196,7 +201,7 @@ pub fn main(cli: Cli) -> ExitCode {
             ),
             Err(code) => code,
         },
-        Command::Vm(args) => ExitCode::from(crate::vm::command(args)),
+        Command::Vm(args) => ExitCode::from(vm::command(args)),
     }
 }
 
@@ -246,7 +251,7 @@ pub(crate) fn select_trials(select: &Select) -> Result<Vec<PlannedTrial>, ExitCo
 
 fn run_command(args: RunArgs) -> ExitCode {
     let cannot_run = ExitCode::from(if args.bisect {
-        crate::bisect::UNTESTABLE
+        crate::cli::bisect::exit_code(crate::cli::bisect::RunOutcome::Untestable)
     } else {
         2
     });
@@ -266,16 +271,13 @@ fn run_command(args: RunArgs) -> ExitCode {
             return cannot_run;
         }
     };
-    let mut probe = Probe::run();
+    let prepared = prepare(&trials, !args.no_provision);
+    prepared.print_notes();
+    let probe = &prepared.probe;
     session.kernel(&crate::output::known_bugs::KernelId {
         release: probe.kernel_release.clone(),
         version: probe.kernel_version.clone(),
     });
-    let guard =
-        (!args.no_provision).then(|| provision::provision(run::request_for(&trials), &mut probe));
-    for note in guard.iter().flat_map(|g| g.notes.iter()) {
-        eprintln!("provision: {note}");
-    }
     let jobs = args.jobs.unwrap_or_else(run::default_jobs);
     eprintln!(
         "uffd-conform: {} trials on Linux {} ({jobs} jobs)",
@@ -284,12 +286,12 @@ fn run_command(args: RunArgs) -> ExitCode {
     );
     let ktap = ktap_mode.then(|| {
         let names: Vec<String> = trials.iter().map(|t| t.name.clone()).collect();
-        crate::ktap::KtapStream::start(std::io::stdout(), &names)
+        crate::output::ktap::KtapStream::start(std::io::stdout(), &names)
     });
     let mut rounds = Vec::new();
     for round in 1..=args.repeat {
         // Round 1 is the run's record; later rounds only look for verdicts that change.
-        let results = run::run_all(&trials, &probe, jobs, &|r| {
+        let results = run::run_all(&trials, probe, jobs, &|r| {
             if round == 1 {
                 if let Some(k) = &ktap {
                     k.record(r);
@@ -299,11 +301,12 @@ fn run_command(args: RunArgs) -> ExitCode {
         });
         rounds.push(results);
     }
-    let provisioning = guard.as_ref().map(|g| g.notes.clone()).unwrap_or_default();
+    let provisioning = prepared.notes().to_vec();
+    let Prepared { probe, guard } = prepared;
     drop(guard);
-    let flakes = crate::repeat::flakes(&rounds);
+    let flakes = crate::run::repeat::flakes(&rounds);
     if args.repeat > 1 {
-        crate::repeat::print_report(&rounds, &flakes, ktap_mode);
+        crate::run::repeat::print_flakes(&rounds, &flakes, ktap_mode);
     }
     let select = &args.select;
     let selection = output::record::Selection {
@@ -332,10 +335,10 @@ fn run_command(args: RunArgs) -> ExitCode {
     );
     if args.bisect {
         // Raw verdicts: bisecting a known bug is a normal use.
-        let counts = crate::report::counts(&rounds[0]);
-        ExitCode::from(crate::bisect::exit_code(crate::bisect::RunOutcome::Ran(
-            counts,
-        )))
+        let counts = crate::output::summary::counts(&rounds[0]);
+        ExitCode::from(crate::cli::bisect::exit_code(
+            crate::cli::bisect::RunOutcome::Ran(counts),
+        ))
     } else if flakes.iter().any(|f| f.is_flaky()) {
         ExitCode::from(1)
     } else {

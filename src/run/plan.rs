@@ -8,7 +8,7 @@ use crate::case::{LoadedCase, Op};
 use crate::kernel::features::{mask, Feature};
 use crate::kernel::memory::MemoryType;
 use crate::kernel::probe::Probe;
-use crate::trial::record::TrialSpec;
+use crate::trial::protocol::TrialSpec;
 
 /// One case on one memory type.
 #[derive(Debug, Clone)]

@@ -10,15 +10,16 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::ForkResult;
 use serde::{Deserialize, Serialize};
 
-use super::exec::{gettid, StepOutcome, Trial};
-use super::expect::{self, Expected};
-use super::memops::{self, check_errno, mismatch, pages_of, Checked, Verified};
-use super::record::Mismatch;
-use super::scan;
-use crate::case::model::{ErrnoName, Fork};
+use super::state::{gettid, StepOutcome, Trial};
+use crate::case::model::ErrnoName;
+use crate::case::step::Fork;
 use crate::case::{Op, Step};
 use crate::kernel::memory::Area;
 use crate::kernel::pagemap::Pagemap;
+use crate::trial::expect::{self, Expected};
+use crate::trial::memops::{self, check_errno, mismatch, pages_of, verified, Checked};
+use crate::trial::protocol::{Message, Mismatch};
+use crate::trial::{ro_pin, scan};
 
 /// What a child step found, sent to the parent as one JSON line.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -26,6 +27,15 @@ struct ChildStep {
     observed: Vec<String>,
     mismatches: Vec<Mismatch>,
     skip: Option<String>,
+}
+
+impl ChildStep {
+    fn skipped(reason: String) -> ChildStep {
+        ChildStep {
+            skip: Some(reason),
+            ..Default::default()
+        }
+    }
 }
 
 pub(super) fn run(trial: &mut Trial, f: &Fork, mark: (usize, usize)) -> StepOutcome {
@@ -147,28 +157,20 @@ fn child_step(area: &Area, pagemap: &Pagemap, step: &Step) -> ChildStep {
             None,
             memops::munmap(area, &pages_of(area, &m.pages)),
         ),
-        Op::SwapOut(s) => match memops::swap_out(area, pagemap, &pages_of(area, &s.pages)) {
-            Ok(Verified::Done(o)) => Ok(o),
-            Ok(Verified::Declined(reason)) => {
-                return ChildStep {
-                    skip: Some(reason),
-                    ..Default::default()
-                }
-            }
-            Err(e) => Err(vec![mismatch("madvise(MADV_PAGEOUT)", "success", e.desc())]),
+        Op::SwapOut(s) => match verified(
+            memops::swap_out(area, pagemap, &pages_of(area, &s.pages)),
+            |e| vec![mismatch("madvise(MADV_PAGEOUT)", "success", e.desc())],
+        ) {
+            Ok(checked) => checked,
+            Err(reason) => return ChildStep::skipped(reason),
         },
-        Op::RoPin(r) => {
-            match super::ro_pin::ro_pin(area, pagemap, &pages_of(area, &r.pages), r.unshares) {
-                Ok(Verified::Done(o)) => Ok(o),
-                Ok(Verified::Declined(reason)) => {
-                    return ChildStep {
-                        skip: Some(reason),
-                        ..Default::default()
-                    }
-                }
-                Err(m) => Err(m),
-            }
-        }
+        Op::RoPin(r) => match verified(
+            ro_pin::ro_pin(area, pagemap, &pages_of(area, &r.pages), r.unshares),
+            |m| m,
+        ) {
+            Ok(checked) => checked,
+            Err(reason) => return ChildStep::skipped(reason),
+        },
         other => Err(vec![mismatch(
             "child step",
             "an operation a child may run",
@@ -215,7 +217,7 @@ fn parent(
     let mut mismatches = Vec::new();
     let mut skip = None;
     // Messages before the first child step belong to the fork itself (UFFD_EVENT_FORK).
-    let mut fork_messages: Option<Vec<super::record::Message>> = None;
+    let mut fork_messages: Option<Vec<Message>> = None;
     let mut step_mark = mark;
     let mut current: Option<(usize, u32)> = None;
     let mut last_step = 0;

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use crate::case::model::Ref;
 use crate::kernel::features::Feature;
 use crate::kernel::memory::MemoryType;
-use crate::plan::PlannedTrial;
+use crate::run::plan::PlannedTrial;
 
 /// The first mainline kernel with the feature bit (shared/reference/uffd-facts.md).
 pub fn since(feature: Feature) -> &'static str {

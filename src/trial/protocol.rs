@@ -24,12 +24,12 @@ pub struct TrialSpec {
 pub enum ChildLine {
     /// About to run this 1-based step.
     Step(usize),
-    Report(TrialReport),
+    Report(ProcessReport),
 }
 
 /// What a trial process found.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct TrialReport {
+pub struct ProcessReport {
     pub outcome: Outcome,
     pub steps: Vec<StepRecord>,
     /// Every message read from any userfaultfd of the trial, in order.

@@ -95,9 +95,9 @@ pub fn flakes(rounds: &[Vec<TrialResult>]) -> Vec<Flake> {
         .collect()
 }
 
-/// Prints [`report`] where the human output goes: stderr when KTAP owns stdout.
-pub fn print_report(rounds: &[Vec<TrialResult>], flakes: &[Flake], to_stderr: bool) {
-    let text = report(rounds, flakes);
+/// Prints [`describe_flakes`] where the human output goes: stderr when KTAP owns stdout.
+pub fn print_flakes(rounds: &[Vec<TrialResult>], flakes: &[Flake], to_stderr: bool) {
+    let text = describe_flakes(rounds, flakes);
     if to_stderr {
         eprint!("{text}");
     } else {
@@ -105,9 +105,9 @@ pub fn print_report(rounds: &[Vec<TrialResult>], flakes: &[Flake], to_stderr: bo
     }
 }
 
-/// The repeat report: each flaky trial with its tally, the trials that only varied between
+/// The flakes of `--repeat`: each flaky trial with its tally, the trials that only varied between
 /// pass and skip, then one line of totals.
-pub fn report(rounds: &[Vec<TrialResult>], flakes: &[Flake]) -> String {
+pub fn describe_flakes(rounds: &[Vec<TrialResult>], flakes: &[Flake]) -> String {
     let mut out = String::new();
     let trials = rounds.first().map_or(0, Vec::len);
     let tally = |f: &Flake| -> String {
@@ -191,7 +191,7 @@ mod tests {
         assert_eq!(f[0].tally[&Class::Pass], 2);
         assert_eq!(f[0].tally[&Class::Fail(FailKindKey::Timeout)], 1);
         assert_eq!(f[0].first_failure.as_deref(), Some("TIMEOUT at step 2"));
-        let text = report(&rounds, &f);
+        let text = describe_flakes(&rounds, &f);
         assert!(
             text.contains("FLAKY   a::x::anon: 2 pass, 1 fail (timeout)"),
             "{text}"
@@ -222,7 +222,7 @@ mod tests {
         let f = flakes(&rounds);
         assert_eq!(f.len(), 1);
         assert!(!f[0].is_flaky());
-        let text = report(&rounds, &f);
+        let text = describe_flakes(&rounds, &f);
         assert!(
             text.contains("VARIED  a::x::anon: 1 pass, 1 skip"),
             "{text}"
