@@ -12,6 +12,8 @@
 //! - [`vm`]: running the suite inside a kernel under qemu.
 //! - [`cli`]: the command line.
 
+#![warn(missing_docs)]
+
 pub mod case;
 pub mod cli;
 pub(crate) mod host;
