@@ -20,7 +20,9 @@ use crate::kernel::memory::MemoryType;
 pub struct LoadedCase {
     /// The folder the file is in (e.g. `wp` for cases/wp/basic.yaml).
     pub topic: String,
+    /// The case file's path.
     pub file: PathBuf,
+    /// The parsed case.
     pub case: Case,
 }
 
@@ -34,9 +36,13 @@ impl LoadedCase {
 /// A case file that cannot be used, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadError {
+    /// The file with the error.
     pub file: PathBuf,
+    /// Line of the error (0 when unknown).
     pub line: u64,
+    /// Column of the error (0 when unknown).
     pub column: u64,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -204,7 +210,9 @@ fn plain(msg: &str) -> String {
 /// Where in a case a semantic error is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum At {
+    /// A top-level field, by name.
     Field(&'static str),
+    /// A step, by index.
     Step(usize),
 }
 

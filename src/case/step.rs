@@ -226,13 +226,16 @@ impl Op {
 }
 
 #[derive(Debug, Clone)]
+/// One step of a case: an operation, optionally limited to some memory types.
 pub struct Step {
+    /// The operation the step performs.
     pub op: Op,
     /// Run the step only on these memory types (others skip the step, not the trial).
     pub only: Option<Vec<MemoryType>>,
 }
 
 impl Step {
+    /// Whether the step runs on `memory` (always, without `only`).
     pub fn applies_to(&self, memory: MemoryType) -> bool {
         self.only.as_ref().is_none_or(|o| o.contains(&memory))
     }

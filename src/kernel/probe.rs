@@ -10,18 +10,28 @@ use super::uapi::{UFFDIO_REGISTER_MODE_WP, UFFDIO_WRITEPROTECT_MODE_WP};
 use super::uffd::{OpenVia, Uffd};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+/// What the running kernel and machine offer, probed once per run.
 pub struct Probe {
+    /// `uname -r`.
     pub kernel_release: String,
+    /// `uname -v`.
     pub kernel_version: String,
     /// Features the kernel reports on a throwaway fd (UFFDIO_API with features = 0), or why
     /// userfaultfd could not be opened.
     pub uffd: Result<UffdCaps, String>,
+    /// Whether /dev/userfaultfd can be opened, or why not.
     pub dev_userfaultfd: Result<(), String>,
+    /// The default huge page size, in bytes (2 MiB when /proc/meminfo does not say).
     pub huge_page_size: usize,
+    /// HugePages_Total from /proc/meminfo.
     pub huge_pages_total: u64,
+    /// HugePages_Free from /proc/meminfo.
     pub huge_pages_free: u64,
+    /// SwapTotal from /proc/meminfo, in KiB.
     pub swap_total_kib: u64,
+    /// Whether the suite runs as root.
     pub is_root: bool,
+    /// `vm.unprivileged_userfaultfd`, when readable.
     pub unprivileged_userfaultfd: Option<u32>,
     /// Whether pagemap shows bit 57 on a write-protected anon page (5.14+); None: not probed.
     pub pagemap_wp_bit: Option<bool>,
@@ -34,18 +44,23 @@ pub struct Probe {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+/// What UFFDIO_API returned on a throwaway userfaultfd.
 pub struct UffdCaps {
+    /// The `features` mask the kernel returned.
     pub features: u64,
+    /// The `ioctls` mask the kernel returned.
     pub ioctls: u64,
     /// Opened with UFFD_USER_MODE_ONLY because the full mode was refused.
     pub user_mode_only: bool,
 }
 
 impl Probe {
+    /// Whether the kernel offers feature `f`.
     pub fn has_feature(&self, f: Feature) -> bool {
         matches!(&self.uffd, Ok(c) if c.features & f.bit() != 0)
     }
 
+    /// Probes the kernel and the machine.
     pub fn run() -> Probe {
         let uname = nix::sys::utsname::uname().ok();
         let (kernel_release, kernel_version) = uname
@@ -109,6 +124,7 @@ impl Probe {
 pub struct Meminfo(String);
 
 impl Meminfo {
+    /// Reads /proc/meminfo (empty when unreadable).
     pub fn read() -> Meminfo {
         Meminfo(std::fs::read_to_string("/proc/meminfo").unwrap_or_default())
     }

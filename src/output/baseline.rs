@@ -42,15 +42,21 @@ pub enum Selects {
     Trial(String),
     /// `topic::case`, on these memory types (empty: all).
     Case {
+        /// The case, `topic::case`.
         case: String,
+        /// The memory types (empty: all).
         memory: Vec<MemoryType>,
     },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// One baseline entry: what it selects and why.
 pub struct Entry {
+    /// The trials the entry covers.
     pub selects: Selects,
+    /// Why the trials are expected to fail.
     pub reason: String,
+    /// A link to the bug, if given.
     pub link: Option<String>,
 }
 
@@ -92,7 +98,9 @@ impl Entry {
 /// A loaded baseline.
 #[derive(Debug, Clone, Default)]
 pub struct Baseline {
+    /// The file the baseline was loaded from.
     pub file: String,
+    /// The entries, in file order.
     pub entries: Vec<Entry>,
     /// XPASS fails the run (`--strict-baseline`).
     pub strict: bool,
@@ -103,12 +111,15 @@ pub struct Baseline {
 pub struct BaselineMatch {
     /// The entry: a trial name, or `topic::case (memory types)`.
     pub entry: String,
+    /// The entry's reason.
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The entry's link, if any.
     pub link: Option<String>,
 }
 
 impl Baseline {
+    /// Loads and checks a baseline file; `strict` makes XPASS on its entries fail the run.
     pub fn load(path: &Path, strict: bool) -> Result<Baseline, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         Baseline::parse(&path.display().to_string(), &text, strict)

@@ -17,6 +17,7 @@ use std::fmt::Write;
 use super::record::{FailureDetail, RunRecord, Status, TrialRecord};
 use super::xml::{attr, text};
 
+/// Renders a run record as JUnit XML.
 pub fn render(r: &RunRecord) -> String {
     let strict = r.baseline.as_ref().is_some_and(|b| b.strict);
     let mut topics: BTreeMap<&str, Vec<&TrialRecord>> = BTreeMap::new();
@@ -157,6 +158,7 @@ fn failure_text(t: &TrialRecord) -> String {
     s
 }
 
+/// A failure's details as plain text.
 pub fn detail_text(d: &FailureDetail) -> String {
     let mut s = String::new();
     if !d.steps.is_empty() {

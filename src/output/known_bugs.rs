@@ -62,7 +62,9 @@ pub struct TrialSelector {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
+    /// A single memory type.
     One(MemoryType),
+    /// A list of memory types.
     Many(Vec<MemoryType>),
 }
 
@@ -407,16 +409,21 @@ impl KnownBug {
 /// A loaded list.
 #[derive(Debug, Clone, Default)]
 pub struct KnownBugs {
+    /// The file the list was loaded from.
     pub file: String,
+    /// The known bugs, in file order.
     pub bugs: Vec<KnownBug>,
 }
 
 /// What the run record keeps of the entry a trial matched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct KnownBugMatch {
+    /// The bug's id.
     pub id: String,
+    /// The bug's one-line summary.
     pub summary: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A link to the bug report or fix, if any.
     pub link: Option<String>,
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::trial::verdict::{FailKind, TrialResult, Verdict};
 
+/// The first line of a KTAP document.
 pub const VERSION_LINE: &str = "KTAP version 1";
 /// One level of nesting.
 const INDENT: &str = "  ";
@@ -184,6 +185,7 @@ impl<W: Write + Send> KtapStream<W> {
         }
     }
 
+    /// Records a finished trial and writes every case block that is now complete, in order.
     pub fn record(&self, result: &TrialResult) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.done.insert(result.name.clone(), result.clone());
@@ -205,10 +207,15 @@ impl<W: Write + Send> KtapStream<W> {
 /// A result line's directive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Directive {
+    /// `# SKIP`: the test was skipped.
     Skip,
+    /// `# TODO`: the test is not expected to pass yet.
     Todo,
+    /// `# XFAIL`: the test failed as expected.
     Xfail,
+    /// `# TIMEOUT`: the test ran out of time.
     Timeout,
+    /// `# ERROR`: the test could not be run.
     Error,
 }
 
@@ -228,9 +235,13 @@ impl Directive {
 /// One parsed test: its result line, the diagnostic lines before it, and its subtests.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KtapTest {
+    /// The test number on the result line.
     pub number: usize,
+    /// The test name on the result line.
     pub name: String,
+    /// Whether the result line says `ok`.
     pub ok: bool,
+    /// The result line's directive, if any.
     pub directive: Option<Directive>,
     /// What follows the directive (or the `#` when there is none).
     pub data: String,
@@ -238,6 +249,7 @@ pub struct KtapTest {
     pub diagnostics: Vec<String>,
     /// The subtests' plan, when they have one.
     pub plan: Option<usize>,
+    /// The subtests, in order.
     pub subtests: Vec<KtapTest>,
 }
 
@@ -245,8 +257,11 @@ pub struct KtapTest {
 /// a document that stops mid-way); unknown lines are allowed and not listed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KtapDocument {
+    /// The top-level plan, when there is one.
     pub plan: Option<usize>,
+    /// The top-level tests, in order.
     pub tests: Vec<KtapTest>,
+    /// What is wrong with the document, one message each.
     pub problems: Vec<String>,
 }
 

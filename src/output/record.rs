@@ -28,13 +28,17 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct RunRecord {
     /// The version of this format (see docs/results-json.md).
     pub schema_version: u32,
+    /// The tool that wrote the record.
     pub tool: Tool,
     /// When the run started, RFC 3339 UTC.
     pub started_at: String,
     /// Wall time of the whole run, in milliseconds.
     pub duration_ms: f64,
+    /// Which trials the run selected.
     pub selection: Selection,
+    /// The kernel the run was on.
     pub kernel: KernelInfo,
+    /// Huge pages, swap and privileges during the run.
     pub machine: MachineSetup,
     /// The known-failures file the run was judged with, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,14 +46,18 @@ pub struct RunRecord {
     /// How the suite's known kernel bugs (known-bugs.yaml) were applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_bugs: Option<KnownBugsInfo>,
+    /// Trial counts by status.
     pub summary: Summary,
     /// Every trial, in plan order (case order, then memory order).
     pub trials: Vec<TrialRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// The tool that wrote a record.
 pub struct Tool {
+    /// The tool's name (`uffd-conform`).
     pub name: String,
+    /// The tool's version.
     pub version: String,
 }
 
@@ -60,7 +68,9 @@ pub struct Selection {
     pub paths: Vec<String>,
     /// `-f` filters (a trial runs when its name contains one).
     pub filters: Vec<String>,
+    /// Parallel trials (`-j`).
     pub jobs: usize,
+    /// Whether provisioning was turned off (`--no-provision`).
     pub no_provision: bool,
 }
 
@@ -71,10 +81,12 @@ pub struct KernelInfo {
     pub release: String,
     /// `uname -v`.
     pub version: String,
+    /// The kernel's userfaultfd-related config options.
     pub config: KernelConfig,
     /// What UFFDIO_API offered; null when userfaultfd could not be opened (see `uffd_error`).
     pub uffd: Option<UffdInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Why userfaultfd could not be opened; absent when it could.
     pub uffd_error: Option<String>,
     /// null: /dev/userfaultfd works; otherwise why not.
     pub dev_userfaultfd_error: Option<String>,
@@ -100,6 +112,7 @@ pub struct BootedKernel {
 /// The known-bugs list a run was judged with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct KnownBugsInfo {
+    /// The file the list was loaded from.
     pub file: String,
     /// `--strict`: the list was not applied; every failure is a failure.
     pub strict: bool,
@@ -108,6 +121,7 @@ pub struct KnownBugsInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// What UFFDIO_API offered on the run's kernel.
 pub struct UffdInfo {
     /// `uffdio_api.features` as the kernel returned it, in hex (64-bit masks are strings so
     /// that JavaScript readers do not lose bits).
@@ -125,10 +139,15 @@ pub struct UffdInfo {
 /// Huge pages, swap and privileges during the run, and what provisioning changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MachineSetup {
+    /// The default huge page size, in KiB.
     pub huge_page_size_kib: u64,
+    /// HugePages_Total during the run.
     pub huge_pages_total: u64,
+    /// HugePages_Free during the run.
     pub huge_pages_free: u64,
+    /// Total swap, in KiB.
     pub swap_total_kib: u64,
+    /// Whether the suite ran as root.
     pub is_root: bool,
     /// vm.unprivileged_userfaultfd; null: unknown.
     pub unprivileged_userfaultfd: Option<u32>,
@@ -137,10 +156,13 @@ pub struct MachineSetup {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// The baseline a run was judged with.
 pub struct BaselineInfo {
+    /// The baseline file.
     pub file: String,
     /// XPASS fails the run (`--strict-baseline`).
     pub strict: bool,
+    /// How many entries the baseline has.
     pub entries: usize,
     /// Entries that matched no trial of this run (stale or misspelt).
     pub unmatched: Vec<String>,
@@ -150,11 +172,17 @@ pub struct BaselineInfo {
 /// XFAIL counts in none of them, XPASS counts as passed (as failed with `strict`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
+    /// Trials run.
     pub total: usize,
+    /// Trials that passed, XPASS included unless `strict` counts it as failed.
     pub passed: usize,
+    /// Trials that failed, including XPASS on a baseline entry with `strict`.
     pub failed: usize,
+    /// Trials skipped.
     pub skipped: usize,
+    /// Trials that failed as expected (XFAIL).
     pub xfail: usize,
+    /// Trials that passed unexpectedly (XPASS).
     pub xpass: usize,
     /// Of `xfail`: failures that are known kernel bugs (known-bugs.yaml).
     #[serde(default)]
@@ -162,6 +190,7 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Counts `trials` by status; with `strict`, an XPASS on a baseline entry counts as failed.
     pub fn of(trials: &[TrialRecord], strict: bool) -> Summary {
         let mut s = Summary {
             total: trials.len(),
@@ -195,9 +224,13 @@ impl Summary {
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
+/// How a trial ended.
 pub enum Status {
+    /// Passed.
     Pass,
+    /// Failed.
     Fail,
+    /// Skipped (the machine or kernel cannot run it).
     Skip,
     /// Failed, and a known kernel bug (or listed in the baseline): not a failure of the run.
     Xfail,
@@ -224,10 +257,15 @@ impl Status {
 pub struct TrialRecord {
     /// `topic::case::memory`.
     pub name: String,
+    /// The case's topic (its folder).
     pub topic: String,
+    /// The case's name.
     pub case: String,
+    /// The memory type the trial ran on.
     pub memory: MemoryType,
+    /// How the trial ended.
     pub status: Status,
+    /// The trial's wall time, in milliseconds.
     pub duration_ms: f64,
     /// fail, xfail: `mismatch`, `timeout`, `signal`, `error` or `meta`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -256,6 +294,7 @@ pub struct FailureDetail {
     pub step: Option<usize>,
     /// The failing step's operation, e.g. `write pages 0 data 2`.
     pub op: Option<String>,
+    /// The checks that did not match at the failing step.
     pub mismatches: Vec<MismatchRecord>,
     /// Every step up to the failing one, with its observations (pagemap entries, errnos).
     pub steps: Vec<StepRecordOut>,
@@ -267,19 +306,26 @@ pub struct FailureDetail {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// One check that did not match.
 pub struct MismatchRecord {
     /// What was checked: `messages`, `contents`, `pagemap page 0 wp`, `errno`, ...
     pub check: String,
+    /// What the case expects.
     pub expected: String,
+    /// What the trial saw.
     pub observed: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// One step as the trial ran it.
 pub struct StepRecordOut {
+    /// The step's index.
     pub step: usize,
+    /// The step's operation, e.g. `write pages 0 data 2`.
     pub op: String,
     /// False when the step's `only` excluded this memory type.
     pub ran: bool,
+    /// What the step observed, one line each.
     pub observed: Vec<String>,
 }
 
@@ -300,14 +346,21 @@ pub struct MessageRecord {
 
 /// What a run was, besides its trials.
 pub struct RunContext<'a> {
+    /// The kernel the run was on.
     pub kernel: KernelInfo,
+    /// Huge pages, swap and privileges during the run.
     pub machine: MachineSetup,
+    /// When the run started.
     pub started_at: String,
+    /// Wall time of the whole run.
     pub duration: Duration,
+    /// Which trials the run selected.
     pub selection: Selection,
+    /// The baseline the trials are judged with, if any.
     pub baseline: Option<&'a Baseline>,
     /// The suite's known bugs; judged raw with `strict`.
     pub known: Option<&'a KnownBugs>,
+    /// `--strict`: the known-bugs list is not applied; every failure is a failure.
     pub strict: bool,
 }
 
@@ -344,6 +397,7 @@ impl KernelInfo {
         }
     }
 
+    /// The kernel's identity: release and version.
     pub fn id(&self) -> KernelId {
         KernelId {
             release: self.release.clone(),
@@ -368,6 +422,7 @@ impl MachineSetup {
 }
 
 impl RunRecord {
+    /// Builds the record of a run from its context and trial results.
     pub fn build(ctx: RunContext<'_>, results: &[TrialResult]) -> RunRecord {
         let trials: Vec<TrialRecord> = results
             .iter()
@@ -412,6 +467,7 @@ impl RunRecord {
         self.summary.failed == 0
     }
 
+    /// The record as pretty-printed JSON, with a trailing newline.
     pub fn to_json(&self) -> String {
         let mut s = serde_json::to_string_pretty(self).expect("a run record serializes");
         s.push('\n');
@@ -424,6 +480,7 @@ impl RunRecord {
         RunRecord::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// Parses a record from JSON text, refusing other schema versions by name.
     pub fn parse(text: &str) -> Result<RunRecord, String> {
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
@@ -614,6 +671,7 @@ pub mod sample {
     use super::*;
     use crate::trial::protocol::{Failure, Mismatch, StepRecord};
 
+    /// A probe of a made-up kernel, for tests.
     pub fn probe() -> Probe {
         Probe {
             kernel_release: "6.18.0-test".into(),
@@ -636,6 +694,7 @@ pub mod sample {
         }
     }
 
+    /// A made-up trial result, for tests.
     pub fn result(name: &str, memory: MemoryType, verdict: Verdict) -> TrialResult {
         let report = verdict.is_failure().then(|| ProcessReport {
             outcome: Outcome::Fail(Failure {
@@ -687,6 +746,7 @@ pub mod sample {
         }
     }
 
+    /// A set of made-up trial results covering every status, for tests.
     pub fn results() -> Vec<TrialResult> {
         use crate::trial::verdict::FailKind::Mismatch as M;
         let fail = || {
@@ -707,8 +767,10 @@ pub mod sample {
         ]
     }
 
+    /// A baseline file, for tests.
     pub const BASELINE: &str = "- trial: wp::known::anon\n  reason: known bug\n  link: https://example.org/bug?a=1&b=2\n- case: pagemap::fixed\n  reason: fixed upstream\n- case: gone::away\n  reason: stale\n";
 
+    /// A made-up run record, for tests.
     pub fn record(strict: bool) -> RunRecord {
         let probe = probe();
         let baseline = crate::output::baseline::Baseline::parse("known.yaml", BASELINE, strict)

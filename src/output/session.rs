@@ -58,8 +58,11 @@ pub struct Session {
 
 /// What the run was, for the record.
 pub struct RunFacts {
+    /// The kernel the run is on.
     pub kernel: KernelInfo,
+    /// Huge pages, swap and privileges during the run.
     pub machine: MachineSetup,
+    /// Which trials the run selected.
     pub selection: Selection,
 }
 

@@ -15,23 +15,32 @@ use crate::trial::protocol::TrialSpec;
 pub struct PlannedTrial {
     /// `topic::case::memory`.
     pub name: String,
+    /// The case the trial runs.
     pub case: Arc<LoadedCase>,
+    /// The memory type the trial runs on.
     pub memory: MemoryType,
     /// Features requested in UFFDIO_API: the case's and those its memory and modes imply.
     pub features: Vec<Feature>,
+    /// Huge pages the trial needs.
     pub huge_pages: u64,
+    /// Whether the trial needs swap.
     pub needs_swap: bool,
+    /// Whether the trial needs KSM.
     pub needs_ksm: bool,
+    /// Whether the trial needs transparent huge pages.
     pub needs_thp: bool,
     /// Capabilities no feature bit advertises, probed directly.
     pub uses_scan: bool,
+    /// Whether the trial uses UFFDIO_CONTINUE with UFFDIO_CONTINUE_MODE_WP.
     pub uses_continue_wp: bool,
+    /// Whether the trial needs root.
     pub needs_root: bool,
     /// Turns a swap device off: runs while no other trial swaps.
     pub uses_swapoff: bool,
 }
 
 impl PlannedTrial {
+    /// The case's topic (its folder).
     pub fn topic(&self) -> &str {
         &self.case.topic
     }
@@ -95,6 +104,7 @@ impl PlannedTrial {
         None
     }
 
+    /// What the trial process is given to run this trial on this machine.
     pub fn spec(&self, probe: &Probe) -> TrialSpec {
         TrialSpec {
             case: self.case.case.clone(),

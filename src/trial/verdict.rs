@@ -10,6 +10,7 @@ use crate::kernel::memory::MemoryType;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+/// Why a trial failed.
 pub enum FailKind {
     /// A check saw something other than what the case expects.
     Mismatch,
@@ -25,13 +26,17 @@ pub enum FailKind {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+/// How a trial ended.
 pub enum Verdict {
+    /// Every check matched.
     Pass,
     Fail { kind: FailKind, message: String },
+    /// The trial could not run here.
     Skip { reason: String },
 }
 
 impl Verdict {
+    /// A failure of `kind` with `message`.
     pub fn fail(kind: FailKind, message: impl Into<String>) -> Verdict {
         Verdict::Fail {
             kind,
@@ -39,6 +44,7 @@ impl Verdict {
         }
     }
 
+    /// The verdict a trial process's report gives.
     pub fn from_report(report: &ProcessReport) -> Verdict {
         match &report.outcome {
             Outcome::Pass => Verdict::Pass,
@@ -49,6 +55,7 @@ impl Verdict {
         }
     }
 
+    /// Whether the verdict is a failure.
     pub fn is_failure(&self) -> bool {
         matches!(self, Verdict::Fail { .. })
     }
@@ -114,9 +121,13 @@ pub fn describe_failure(f: &Failure) -> String {
 pub struct TrialResult {
     /// `topic::case::memory`.
     pub name: String,
+    /// The memory type the trial ran on.
     pub memory: MemoryType,
+    /// How the trial ended.
     pub verdict: Verdict,
+    /// The trial's wall time.
     pub duration: Duration,
+    /// What the trial process reported, when it reported.
     pub report: Option<ProcessReport>,
     /// The tail of the trial process's stderr.
     pub stderr: String,

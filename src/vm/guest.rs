@@ -47,14 +47,18 @@ pub struct GuestConfig {
     #[serde(default)]
     pub trial_timeout_ms: Option<u64>,
     #[serde(default)]
+    /// Stop after this many failures, when set.
     pub max_failures: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// A kernel module the guest loads before the suite.
 pub struct GuestModule {
+    /// The module's name.
     pub name: String,
     /// Path inside the initramfs.
     pub path: String,
+    /// Whether the module file is compressed.
     pub compressed: bool,
 }
 

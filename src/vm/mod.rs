@@ -61,9 +61,11 @@ pub struct VmConfig {
 
 /// How a VM run ended, before any exit code is chosen.
 pub struct VmRun {
+    /// The trials' results, read from the guest's KTAP.
     pub results: Vec<TrialResult>,
     /// No verdict could be had (no boot, no KTAP); the reason, with a console excerpt.
     pub untestable: Option<String>,
+    /// Wall time of the VM run.
     pub elapsed: Duration,
 }
 /// `(release, version)` of the booted kernel: the guest init's line, or the kernel's own

@@ -15,14 +15,23 @@ pub enum Accel {
     Kvm,
 }
 
+/// How to start qemu for a VM run.
 pub struct QemuOptions {
+    /// The qemu binary.
     pub qemu: PathBuf,
+    /// The kernel image to boot.
     pub kernel: PathBuf,
+    /// The initramfs.
     pub initrd: PathBuf,
+    /// The accelerator.
     pub accel: Accel,
+    /// Guest memory size, as qemu's `-m` takes it.
     pub memory: String,
+    /// Guest CPUs.
     pub cpus: usize,
+    /// Guest NUMA nodes.
     pub numa_nodes: usize,
+    /// How long the VM may run before it is killed.
     pub timeout: Duration,
     /// The guest's second serial port (ttyS1) is written here: the suite's own output (KTAP),
     /// kept apart from the kernel's console so that no kernel message can land inside a line.
@@ -35,10 +44,13 @@ pub struct Boot {
     pub console: String,
     /// ttyS1: what the suite printed (KTAP), whole lines only.
     pub suite_output: String,
+    /// Whether the VM was killed for running past the timeout.
     pub timed_out: bool,
     /// qemu's own stderr (its errors).
     pub qemu_stderr: String,
+    /// qemu's exit status, when it exited.
     pub qemu_status: Option<std::process::ExitStatus>,
+    /// Wall time of the VM run.
     pub elapsed: Duration,
 }
 
@@ -70,6 +82,7 @@ pub const APPEND: &str =
 /// 4.5 to 5.1 s (docs/performance.md). Userfaultfd does not depend on either feature.
 pub const TCG_CPU: &str = "max,-erms,-fsrm";
 
+/// The qemu command line for `o`.
 pub fn command(o: &QemuOptions) -> Command {
     let mut c = Command::new(&o.qemu);
     match o.accel {

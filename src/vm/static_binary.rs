@@ -12,7 +12,9 @@
 
 use std::path::{Path, PathBuf};
 
+/// The target the static binary is built for.
 pub const TRIPLE: &str = "x86_64-unknown-linux-gnu";
+/// The command that builds the static binary.
 pub const BUILD_HINT: &str =
     "RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --target x86_64-unknown-linux-gnu";
 
