@@ -24,11 +24,14 @@ use crate::run::prepare::{prepare, Prepared};
     version,
     about = "Conformance suite for Linux userfaultfd write-protect behaviour"
 )]
+/// The command line.
 pub struct Cli {
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands.
 #[derive(Subcommand)]
 pub enum Command {
     /// Run cases against the running kernel (default: the cases/ folder).
@@ -69,6 +72,7 @@ pub enum Command {
     },
     /// Measure the suite: wall time, trials per second, per-trial phases, runner memory.
     Bench {
+        /// Which trials to measure.
         #[command(flatten)]
         select: Select,
         /// Rounds to run (the median is reported).
@@ -94,6 +98,7 @@ pub enum OutputFormat {
     Ktap,
 }
 
+/// Which trials: case paths and name filters.
 #[derive(Args)]
 pub struct Select {
     /// Case files or folders.
@@ -103,8 +108,10 @@ pub struct Select {
     pub filter: Vec<String>,
 }
 
+/// Arguments of `list`.
 #[derive(Args)]
 pub struct ListArgs {
+    /// Which trials to list.
     #[command(flatten)]
     pub select: Select,
     /// Print the docs/coverage.md appendix instead: each case, its memory types, needs, refs.
@@ -112,8 +119,10 @@ pub struct ListArgs {
     pub coverage: bool,
 }
 
+/// Arguments of `run`.
 #[derive(Args)]
 pub struct RunArgs {
+    /// Which trials to run.
     #[command(flatten)]
     pub select: Select,
     /// Do not provision huge pages or swap (trials that need them skip).
@@ -125,6 +134,7 @@ pub struct RunArgs {
     /// Print a line for every trial, not just failures.
     #[arg(long, short = 'v')]
     pub verbose: bool,
+    /// How the run is recorded and judged.
     #[command(flatten)]
     pub output: OutputArgs,
     /// Run the selected trials N times and report every trial whose verdict changed between

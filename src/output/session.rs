@@ -19,6 +19,7 @@ use super::record::{
 use super::{human, junit, time};
 use crate::trial::verdict::TrialResult;
 
+/// How a run is recorded and judged: JSON and JUnit files, baseline, strictness.
 #[derive(Args, Debug, Default, Clone)]
 pub struct OutputArgs {
     /// Write the run record as JSON (docs/results-json.md) to FILE.

@@ -30,9 +30,18 @@ pub enum FailKind {
 pub enum Verdict {
     /// Every check matched.
     Pass,
-    Fail { kind: FailKind, message: String },
+    /// The trial failed.
+    Fail {
+        /// Why it failed.
+        kind: FailKind,
+        /// What went wrong.
+        message: String,
+    },
     /// The trial could not run here.
-    Skip { reason: String },
+    Skip {
+        /// Why it could not run.
+        reason: String,
+    },
 }
 
 impl Verdict {

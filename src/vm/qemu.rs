@@ -9,9 +9,13 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// The qemu accelerator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Accel {
+    // `doc = concat!(..)`, not `///`: clap would show a `///` doc in `vm --help`.
+    #[doc = concat!("TCG: software emulation.")]
     Tcg,
+    #[doc = concat!("KVM: hardware virtualization.")]
     Kvm,
 }
 
