@@ -225,8 +225,8 @@ impl Op {
     }
 }
 
-#[derive(Debug, Clone)]
 /// One step of a case: an operation, optionally limited to some memory types.
+#[derive(Debug, Clone)]
 pub struct Step {
     /// The operation the step performs.
     pub op: Op,

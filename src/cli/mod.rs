@@ -18,13 +18,13 @@ use crate::run;
 use crate::run::plan::{plan, PlannedTrial};
 use crate::run::prepare::{prepare, Prepared};
 
+/// The command line.
 #[derive(Parser)]
 #[command(
     name = "uffd-conform",
     version,
     about = "Conformance suite for Linux userfaultfd write-protect behaviour"
 )]
-/// The command line.
 pub struct Cli {
     /// The subcommand to run.
     #[command(subcommand)]

@@ -9,8 +9,8 @@ use super::pagemap::Pagemap;
 use super::uapi::{UFFDIO_REGISTER_MODE_WP, UFFDIO_WRITEPROTECT_MODE_WP};
 use super::uffd::{OpenVia, Uffd};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
 /// What the running kernel and machine offer, probed once per run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Probe {
     /// `uname -r`.
     pub kernel_release: String,
@@ -43,8 +43,8 @@ pub struct Probe {
     pub continue_mode_wp: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
 /// What UFFDIO_API returned on a throwaway userfaultfd.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UffdCaps {
     /// The `features` mask the kernel returned.
     pub features: u64,

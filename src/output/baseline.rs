@@ -49,8 +49,8 @@ pub enum Selects {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
 /// One baseline entry: what it selects and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The trials the entry covers.
     pub selects: Selects,
@@ -113,8 +113,8 @@ pub struct BaselineMatch {
     pub entry: String,
     /// The entry's reason.
     pub reason: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     /// The entry's link, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
 }
 

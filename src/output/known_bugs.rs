@@ -422,8 +422,8 @@ pub struct KnownBugMatch {
     pub id: String,
     /// The bug's one-line summary.
     pub summary: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     /// A link to the bug report or fix, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
 }
 

@@ -52,8 +52,8 @@ pub struct RunRecord {
     pub trials: Vec<TrialRecord>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 /// The tool that wrote a record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Tool {
     /// The tool's name (`uffd-conform`).
     pub name: String,
@@ -85,8 +85,8 @@ pub struct KernelInfo {
     pub config: KernelConfig,
     /// What UFFDIO_API offered; null when userfaultfd could not be opened (see `uffd_error`).
     pub uffd: Option<UffdInfo>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     /// Why userfaultfd could not be opened; absent when it could.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uffd_error: Option<String>,
     /// null: /dev/userfaultfd works; otherwise why not.
     pub dev_userfaultfd_error: Option<String>,
@@ -120,8 +120,8 @@ pub struct KnownBugsInfo {
     pub applicable: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 /// What UFFDIO_API offered on the run's kernel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct UffdInfo {
     /// `uffdio_api.features` as the kernel returned it, in hex (64-bit masks are strings so
     /// that JavaScript readers do not lose bits).
@@ -155,8 +155,8 @@ pub struct MachineSetup {
     pub provisioning: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 /// The baseline a run was judged with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BaselineInfo {
     /// The baseline file.
     pub file: String,
@@ -220,11 +220,11 @@ impl Summary {
     }
 }
 
+/// How a trial ended.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
-/// How a trial ended.
 pub enum Status {
     /// Passed.
     Pass,
@@ -305,8 +305,8 @@ pub struct FailureDetail {
     pub stderr: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 /// One check that did not match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MismatchRecord {
     /// What was checked: `messages`, `contents`, `pagemap page 0 wp`, `errno`, ...
     pub check: String,
@@ -316,8 +316,8 @@ pub struct MismatchRecord {
     pub observed: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 /// One step as the trial ran it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StepRecordOut {
     /// The step's index.
     pub step: usize,

@@ -8,9 +8,9 @@ use super::protocol::{Failure, Outcome, ProcessReport};
 use crate::case::model::{ExpectFailure, ExpectedFailKind};
 use crate::kernel::memory::MemoryType;
 
+/// Why a trial failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-/// Why a trial failed.
 pub enum FailKind {
     /// A check saw something other than what the case expects.
     Mismatch,
@@ -24,9 +24,9 @@ pub enum FailKind {
     Meta,
 }
 
+/// How a trial ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-/// How a trial ended.
 pub enum Verdict {
     /// Every check matched.
     Pass,

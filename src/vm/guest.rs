@@ -46,13 +46,13 @@ pub struct GuestConfig {
     /// (`UFFD_CONFORM_MAX_FAILURES`), passed on (`ci/mutate`).
     #[serde(default)]
     pub trial_timeout_ms: Option<u64>,
-    #[serde(default)]
     /// Stop after this many failures, when set.
+    #[serde(default)]
     pub max_failures: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 /// A kernel module the guest loads before the suite.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct GuestModule {
     /// The module's name.
     pub name: String,
