@@ -3,11 +3,9 @@
 //! judgement (`TrialRecord::judge`, as `run` and `vm` use it). Run as root, it provisions huge
 //! pages and swap and restores them. The suite's other checks are in tests/.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
-use uffd_conform::case::load_path;
 use uffd_conform::kernel::probe::Probe;
 use uffd_conform::output::human;
 use uffd_conform::output::known_bugs::{KernelId, KnownBugs};
@@ -16,26 +14,15 @@ use uffd_conform::run;
 use uffd_conform::run::plan::plan;
 use uffd_conform::run::prepare::{prepare, Prepared};
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+// The helpers the tests/ binaries share (the corpus loader among them).
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 fn main() {
     uffd_conform::trial::run_if_child();
     let args = Arguments::from_args();
 
-    let mut cases = Vec::new();
-    for dir in ["cases", "tests/meta"] {
-        match load_path(&root().join(dir)) {
-            Ok(mut c) => cases.append(&mut c),
-            Err(errors) => {
-                for e in errors {
-                    eprintln!("error: {e}");
-                }
-                std::process::exit(2);
-            }
-        }
-    }
+    let cases = common::load_corpus();
     let planned = plan(&cases);
 
     let provisioning = !args.list && std::env::var_os("UFFD_CONFORM_NO_PROVISION").is_none();

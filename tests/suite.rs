@@ -13,18 +13,7 @@ use common::{cli, root, scratch, wrong_case};
 
 fn main() {
     let args = Arguments::from_args();
-    let mut cases = Vec::new();
-    for dir in ["cases", "tests/meta"] {
-        match load_path(&root().join(dir)) {
-            Ok(mut c) => cases.append(&mut c),
-            Err(errors) => {
-                for e in errors {
-                    eprintln!("error: {e}");
-                }
-                std::process::exit(2);
-            }
-        }
-    }
+    let cases = common::load_corpus();
     let mut trials = Vec::new();
     trials.push(Trial::test("suite::schema-is-current", schema_is_current));
     let names: Vec<String> = cases

@@ -123,3 +123,20 @@ pub fn screenshot(browser: &str, profile: &Path, page: &Path, png: &Path) -> Res
         format!("screenshot is {w}x{h}, want 1200x900")
     })
 }
+
+/// The corpus and the meta-tests (cases/, tests/meta); a load error ends the binary with exit 2.
+pub fn load_corpus() -> Vec<uffd_conform::case::LoadedCase> {
+    let mut cases = Vec::new();
+    for dir in ["cases", "tests/meta"] {
+        match uffd_conform::case::load_path(&root().join(dir)) {
+            Ok(mut c) => cases.append(&mut c),
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("error: {e}");
+                }
+                std::process::exit(2);
+            }
+        }
+    }
+    cases
+}
