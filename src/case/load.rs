@@ -389,6 +389,68 @@ fn check_modes(modes: &[RegisterMode], memory: &[MemoryType]) -> Result<(), Stri
     Ok(())
 }
 
+/// What a `stress` step may combine: the model its invariants check must be exact.
+fn validate_stress(
+    case: &Case,
+    s: &super::stress::Stress,
+    memory: &[MemoryType],
+) -> Result<(), String> {
+    use super::stress::{Sabotage, StressOp as O};
+    use crate::kernel::features::Feature as F;
+    let ops: Vec<O> = s.threads.iter().flat_map(|w| w.ops.clone()).collect();
+    let has = |o: O| ops.contains(&o);
+    let feature = |f: F| case.features.contains(&f);
+    if s.threads.is_empty() || s.threads.iter().any(|w| w.ops.is_empty() || w.count == 0) {
+        return Err("`stress` needs threads, each with at least one op and a count above 0".into());
+    }
+    if s.threads.iter().any(|w| w.span == 0) {
+        return Err("`span` must be at least 1".into());
+    }
+    if s.rounds == 0 || !(1..=8).contains(&s.handler.threads) {
+        return Err("`rounds` must be at least 1 and `handler.threads` 1 to 8".into());
+    }
+    if !case.register.contains(&super::model::RegisterMode::Wp) || case.register.contains(&super::model::RegisterMode::Minor) {
+        return Err("`stress` needs the area registered with `wp` (and maybe `missing`), not `minor`".into());
+    }
+    if has(O::Close) && ops.iter().any(|o| o.uses_uffd()) {
+        return Err("`close` cannot race protect, unprotect, copy or reregister: they need the uffd it closes".into());
+    }
+    if s.threads.iter().filter(|w| w.ops.contains(&O::Close)).map(|w| w.count).sum::<u32>() > 1 {
+        return Err("one thread at most may `close`".into());
+    }
+    if has(O::Collapse) && (!case.thp || memory.iter().any(|m| m.is_hugetlb())) {
+        return Err("`collapse` needs `thp: true` and anon or shmem memory".into());
+    }
+    if has(O::Dontneed) && memory.contains(&MemoryType::Anon) && !feature(F::WpUnpopulated) {
+        return Err("`dontneed` on anon needs `features: [wp_unpopulated]`: without it, protecting a zapped anonymous page does nothing, and the model cannot tell which pages are zapped while writers race".into());
+    }
+    if feature(F::WpAsync) && (has(O::Dontneed) || has(O::Pageout) || has(O::Copy) || has(O::Close)) {
+        return Err("with `wp_async`, PAGEMAP_SCAN's written set is checked: `dontneed`, `pageout`, `copy` and `close` change it in ways the model does not follow".into());
+    }
+    if has(O::Fork) && s.handler.wait == super::stress::HandlerWait::Read && case.register.contains(&super::model::RegisterMode::Missing) {
+        return Err("a fork child's missing faults are served by polling handlers only: use `wait: poll`".into());
+    }
+    if has(O::Fork) && memory.contains(&MemoryType::HugetlbPrivate) {
+        return Err("`fork` races copy-on-write of huge pages the pool may not have: not on hugetlb-private (limit with `only`)".into());
+    }
+    match s.sabotage {
+        Some(_) if case.expect_failure.is_none() => {
+            return Err("`sabotage` is for meta-tests: the case needs `expect_failure`".into())
+        }
+        Some(Sabotage::ForgeWritten) if !feature(F::WpAsync) => {
+            return Err("`forge_written` breaks the WP_ASYNC written check: it needs `features: [wp_async]`".into())
+        }
+        Some(Sabotage::LoseWrite) if !has(O::Write) => {
+            return Err("`lose_write` needs a thread that writes".into())
+        }
+        Some(Sabotage::SkipProtect) if !has(O::Protect) => {
+            return Err("`skip_protect` needs a thread that protects".into())
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 fn validate_step(case: &Case, step: &Step, in_child: bool) -> Result<(), String> {
     let op = &step.op;
     let memory: Vec<MemoryType> = step.only.clone().unwrap_or_else(|| case.memory.clone());
@@ -500,6 +562,7 @@ fn validate_step(case: &Case, step: &Step, in_child: bool) -> Result<(), String>
                 return Err("`move` needs as many `to` pages as `from` pages".into());
             }
         }
+        Op::Stress(s) => validate_stress(case, s, &memory)?,
         Op::Fork(f) => {
             if in_child {
                 return Err("a fork child cannot fork again".into());

@@ -6,6 +6,7 @@ pub mod load;
 pub(crate) mod model;
 pub(crate) mod pages;
 pub(crate) mod step;
+pub mod stress;
 
 pub use document::Case;
 pub use load::{load_path, LoadError, LoadedCase};

@@ -134,6 +134,8 @@ operations! {
     Pin(PinPages) = "pin",
     /// Drop the pins.
     Unpin(Unpin) = "unpin",
+    /// Threads racing operations over the area, with invariants checked during and after.
+    Stress(crate::case::stress::Stress) = "stress",
 }
 
 impl Op {
@@ -159,7 +161,7 @@ impl Op {
             Op::Swapoff(s) => vec![&s.pages],
             Op::RoPin(r) => vec![&r.pages],
             Op::Pin(p) => vec![&p.pages],
-            Op::Unpin(_) => vec![],
+            Op::Unpin(_) | Op::Stress(_) => vec![],
             Op::PunchHole(p) => vec![&p.pages],
             Op::Fill(f) => vec![&f.pages],
             Op::Copy(i) | Op::Zeropage(i) | Op::Continue(i) | Op::Poison(i) => vec![&i.pages],
@@ -199,6 +201,12 @@ impl Op {
             Op::Move(m) => format!("move pages {} to {}", m.from, m.to),
             Op::Fork(f) => format!("fork ({} child steps)", f.steps.len()),
             Op::Mremap(_) | Op::Join(_) => key.to_string(),
+            Op::Stress(s) => format!(
+                "stress ({} threads, {} rounds of {} ms)",
+                s.threads.iter().map(|w| w.count).sum::<u32>(),
+                s.rounds,
+                s.round_ms
+            ),
             other => match other.page_sets().first() {
                 Some(p) => format!("{key} pages {p}"),
                 None => key.to_string(),

@@ -285,6 +285,10 @@ pub struct TrialRecord {
     /// fail, xfail: what the trial saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailureDetail>,
+    /// `stress` steps that finished: their figures (`stress: <ms> ms, <n> faults resolved
+    /// (<n>/s), <n> pages verified (<n>/s), <n> operations`) and their seed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stress: Vec<String>,
 }
 
 /// What a failing trial saw, step by step.
@@ -540,6 +544,13 @@ impl TrialRecord {
             known_bug: bug.map(KnownBugMatch::from),
             baseline: entry.map(BaselineMatch::from),
             failure: None,
+            stress: r
+                .report
+                .iter()
+                .flat_map(|rep| &rep.steps)
+                .filter(|s| s.op.starts_with("stress"))
+                .flat_map(|s| s.observed.iter().take(2).cloned())
+                .collect(),
         };
         match &r.verdict {
             Verdict::Pass => t.status = if covered { Status::Xpass } else { Status::Pass },

@@ -43,6 +43,7 @@ pub fn run_planned(trial: &PlannedTrial, probe: &Probe) -> TrialResult {
         .timeout_ms
         .map(Duration::from_millis)
         .unwrap_or(DEFAULT_TIMEOUT)
+        .saturating_add(stress_time(&trial.case.case))
         .min(stall_cap());
     let pool_before = _lane
         .as_ref()
@@ -55,6 +56,49 @@ pub fn run_planned(trial: &PlannedTrial, probe: &Probe) -> TrialResult {
         result.verdict = result.verdict.judge_meta(expect);
     }
     result
+}
+
+/// How long a case's `stress` steps run at this run's `--stress-time`: added to its time limit.
+fn stress_time(case: &crate::case::Case) -> Duration {
+    let scale = stress_params().time;
+    let ms: f64 = case
+        .steps
+        .iter()
+        .filter_map(|s| match &s.op {
+            crate::case::Op::Stress(st) => Some(st.rounds as f64 * st.round_ms as f64 * scale),
+            _ => None,
+        })
+        .sum();
+    Duration::from_millis(ms as u64)
+}
+
+/// The seed of `stress` steps (`--seed`); without it, each run picks one and reports it.
+pub const SEED_ENV: &str = "UFFD_CONFORM_SEED";
+
+/// Multiplies the duration of `stress` steps (`--stress-time`; default 1).
+pub const STRESS_TIME_ENV: &str = "UFFD_CONFORM_STRESS_TIME";
+
+/// The run's stress parameters, from the environment (the CLI sets it from its options), the
+/// seed chosen once per run when none is given.
+pub fn stress_params() -> crate::trial::protocol::StressParams {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        std::env::var(SEED_ENV)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                // A run without --seed still races reproducibly per thread: the seed it drew
+                // is printed with every stress failure.
+                let t = crate::trial::protocol::monotonic_ns();
+                (t ^ (std::process::id() as u64) << 32) % 1_000_000_007
+            })
+    });
+    let time = std::env::var(STRESS_TIME_ENV)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(1.0);
+    crate::trial::protocol::StressParams { seed, time }
 }
 
 /// The environment variable that caps every trial's timeout (milliseconds): `ci/mutate` sets

@@ -121,6 +121,7 @@ impl PlannedTrial {
                     .map(|c| c.user_mode_only)
                     .unwrap_or(false),
             },
+            stress: crate::run::stress_params(),
         }
     }
 }

@@ -43,21 +43,44 @@ pub struct Handler {
     log: Arc<Mutex<Log>>,
     stop_tx: Option<OwnedFd>,
     thread: Option<JoinHandle<()>>,
+    /// What `restart` needs to serve again.
+    uffd: Arc<Uffd>,
+    geometry: Geometry,
+    policy: Resolve,
 }
 
 impl Handler {
     pub fn start(uffd: Arc<Uffd>, geometry: Geometry, policy: Resolve) -> std::io::Result<Handler> {
-        let log = Arc::new(Mutex::new(Log::default()));
+        let mut handler = Handler {
+            log: Arc::new(Mutex::new(Log::default())),
+            stop_tx: None,
+            thread: None,
+            uffd,
+            geometry,
+            policy,
+        };
+        handler.restart()?;
+        Ok(handler)
+    }
+
+    /// Serves again after `stop` (a `stress` step serves the uffd with its own threads
+    /// meanwhile), adding to the same log.
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        self.stop();
         let (stop_rx, stop_tx) = nix::unistd::pipe()?;
-        let thread_log = log.clone();
-        let thread = std::thread::Builder::new()
-            .name("uffd-handler".into())
-            .spawn(move || serve(vec![uffd], geometry, policy, thread_log, stop_rx))?;
-        Ok(Handler {
-            log,
-            stop_tx: Some(stop_tx),
-            thread: Some(thread),
-        })
+        let (log, uffd, geometry, policy) = (
+            self.log.clone(),
+            self.uffd.clone(),
+            self.geometry.clone(),
+            self.policy,
+        );
+        self.thread = Some(
+            std::thread::Builder::new()
+                .name("uffd-handler".into())
+                .spawn(move || serve(vec![uffd], geometry, policy, log, stop_rx))?,
+        );
+        self.stop_tx = Some(stop_tx);
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, Log> {

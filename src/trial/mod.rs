@@ -23,6 +23,7 @@ pub(crate) mod protocol;
 pub(crate) mod ro_pin;
 pub(crate) mod scan;
 pub(crate) mod spawn;
+pub(crate) mod stress;
 pub(crate) mod swapoff;
 pub mod verdict;
 pub(crate) mod zygote;

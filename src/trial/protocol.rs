@@ -16,6 +16,24 @@ pub struct TrialSpec {
     pub huge_page_size: usize,
     /// Open the uffd with UFFD_USER_MODE_ONLY (unprivileged, vm.unprivileged_userfaultfd=0).
     pub user_mode_only: bool,
+    /// The seed and time scale of `stress` steps.
+    #[serde(default)]
+    pub stress: StressParams,
+}
+
+/// How `stress` steps run: `--seed` and `--stress-time`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct StressParams {
+    /// The run's seed; each trial's threads derive theirs from it and the trial's name.
+    pub seed: u64,
+    /// Multiplies every round's duration (1: as the case says).
+    pub time: f64,
+}
+
+impl Default for StressParams {
+    fn default() -> Self {
+        StressParams { seed: 0, time: 1.0 }
+    }
 }
 
 /// One line of a trial process's stdout.

@@ -176,6 +176,7 @@ impl Trial {
             Op::Munmap(m) => self.munmap(m, &ctx),
             Op::Mremap(m) => self.mremap(m, &ctx),
             Op::Fork(f) => Ran::Final(fork::run(self, f, mark)),
+            Op::Stress(s) => Ran::Final(self.stress(s)),
         };
         match ran {
             Ran::Checked(checked, expected) => self.finish(mark, checked, &expected),

@@ -10,5 +10,7 @@ mod ioctls;
 mod memcg_full;
 mod memory;
 mod state;
+mod stress;
 
 pub use dispatch::run;
+pub(crate) use state::gettid;

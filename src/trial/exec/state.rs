@@ -30,6 +30,12 @@ pub(crate) struct Trial {
     pub(super) pins: Vec<crate::kernel::pin::Pin>,
     /// The trial's own memory cgroup, once a `memcg_limit` step made it.
     pub(super) memcg: Option<crate::kernel::memcg::Memcg>,
+    pub(super) memory: crate::kernel::memory::MemoryType,
+    /// The case's register modes (UFFDIO_REGISTER_MODE_*).
+    pub(super) modes: u64,
+    pub(super) stress: crate::trial::protocol::StressParams,
+    /// `case::memory`, for the stress seed.
+    pub(super) name: String,
 }
 
 /// What one step came to.
@@ -141,6 +147,10 @@ impl Trial {
             user_mode_only: spec.user_mode_only,
             pins: vec![],
             memcg: None,
+            memory: spec.memory,
+            modes: mode_mask(&case.register),
+            stress: spec.stress,
+            name: format!("{}::{}", case.name, spec.memory),
         })
     }
 

@@ -1,0 +1,212 @@
+//! The `fork` operation: with every page's locks held (so no write is half done and the
+//! model is the kernel's state), fork(2); the child checks what it inherited while the parent's
+//! threads go on writing (copy-on-write races the child's reads), and reports over a pipe.
+//!
+//! The parent has other threads, one of which may hold a malloc lock at the fork: the child
+//! allocates nothing, it reads its pages and its own pagemap and `_exit`s.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+
+use super::model::{verify_page, Shared};
+use super::ops::Env;
+use crate::trial::memops::mismatch;
+
+/// What a child found, as it crosses the pipe (plain integers; no allocation in the child).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct ChildReport {
+    /// 0: all good; 1: contents differ; 2: pagemap bit 57 differs; 3: pagemap unreadable.
+    pub kind: u64,
+    pub page: u64,
+    pub word: u64,
+    pub expected: u64,
+    pub observed: u64,
+}
+
+pub fn fork(shared: &Shared, env: &Env) -> String {
+    let data = shared.lock_data(0..shared.pages);
+    let wp = shared.lock_wp(0..shared.pages);
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        let e = nix::errno::Errno::last();
+        shared.problem(mismatch("pipe", "success", e.desc().to_string()));
+        return "pipe failed".into();
+    }
+    let closed = shared.closed.load(Ordering::SeqCst);
+    // SAFETY: a raw clone (no atfork handlers, which take malloc locks: with UFFD_EVENT_FORK
+    // the clone waits for our handler thread, which allocates). The child allocates nothing.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid == 0 {
+        let report = check_in_child(shared, &data, &wp, env.event_fork, closed);
+        // SAFETY: writing a plain struct to the pipe, then leaving without unwinding.
+        unsafe {
+            libc::write(
+                fds[1],
+                (&report as *const ChildReport).cast(),
+                std::mem::size_of::<ChildReport>(),
+            );
+            libc::_exit(0);
+        }
+    }
+    // SAFETY: the write end is ours; the read end is kept until the child is reaped.
+    unsafe { libc::close(fds[1]) };
+    if pid < 0 {
+        let e = nix::errno::Errno::last();
+        unsafe { libc::close(fds[0]) };
+        shared.problem(mismatch("fork", "success", e.desc().to_string()));
+        return "fork failed".into();
+    }
+    drop(wp);
+    drop(data);
+    // SAFETY: fds[0] is open and owned by nobody else.
+    let read_end = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    Shared::lock(&env.children).push((pid as i32, read_end));
+    format!("child {pid}")
+}
+
+/// In the child: pagemap bit 57 first (reading a page may change its entry), then contents.
+fn check_in_child(
+    shared: &Shared,
+    data: &[std::sync::MutexGuard<'_, u32>],
+    wp: &[std::sync::MutexGuard<'_, bool>],
+    event_fork: bool,
+    closed: bool,
+) -> ChildReport {
+    let path = c"/proc/self/pagemap";
+    // SAFETY: a static path; the descriptor is the child's own pagemap.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+    if fd < 0 {
+        return ChildReport {
+            kind: 3,
+            ..Default::default()
+        };
+    }
+    let base_page = crate::kernel::pagemap::base_page_size();
+    if !closed {
+        for p in 0..shared.pages {
+            let mut entry = 0u64;
+            let offset = (shared.page_addr(p) / base_page * 8) as libc::off_t;
+            // SAFETY: reading 8 bytes into `entry`.
+            let n = unsafe { libc::pread(fd, (&mut entry as *mut u64).cast(), 8, offset) };
+            if n != 8 {
+                return ChildReport {
+                    kind: 3,
+                    page: p as u64,
+                    ..Default::default()
+                };
+            }
+            // With UFFD_EVENT_FORK the child keeps the parent's protection; without, it has
+            // none (its area is not registered).
+            let want = event_fork && *wp[p];
+            let got = entry >> 57 & 1 == 1;
+            if want != got {
+                return ChildReport {
+                    kind: 2,
+                    page: p as u64,
+                    word: 0,
+                    expected: want as u64,
+                    observed: got as u64,
+                };
+            }
+        }
+    }
+    // SAFETY: closing our own descriptor.
+    unsafe { libc::close(fd) };
+    for p in 0..shared.pages {
+        // SAFETY: the page is mapped in the child as in the parent.
+        if let Some((w, want, got)) =
+            unsafe { verify_page(shared.page_addr(p), shared.page_size, p, *data[p]) }
+        {
+            return ChildReport {
+                kind: 1,
+                page: p as u64,
+                word: w as u64,
+                expected: want,
+                observed: got,
+            };
+        }
+    }
+    ChildReport::default()
+}
+
+/// Waits for every child (up to `stall_ms` each) and turns its report into problems.
+pub fn reap(shared: &Shared, env: &Env, stall_ms: u64) {
+    let children: Vec<(i32, OwnedFd)> = std::mem::take(&mut *Shared::lock(&env.children));
+    for (pid, fd) in children {
+        let start = crate::trial::protocol::monotonic_ns();
+        let mut status = 0;
+        loop {
+            // SAFETY: waiting for our own child.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                break;
+            }
+            if crate::trial::protocol::monotonic_ns() - start > stall_ms * 1_000_000 {
+                shared.problem(mismatch(
+                    format!("fork child {pid}"),
+                    format!("done within {stall_ms} ms"),
+                    "still running (killed): a fault in the child was never resolved?",
+                ));
+                // SAFETY: our own child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let mut report = ChildReport::default();
+        // SAFETY: reading a plain struct from the pipe.
+        let n = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                (&mut report as *mut ChildReport).cast(),
+                std::mem::size_of::<ChildReport>(),
+            )
+        };
+        if n as usize != std::mem::size_of::<ChildReport>() {
+            if libc::WIFSIGNALED(status) {
+                shared.problem(mismatch(
+                    format!("fork child {pid}"),
+                    "exits after its checks",
+                    format!("killed by signal {}", libc::WTERMSIG(status)),
+                ));
+            }
+            continue;
+        }
+        shared
+            .pages_verified
+            .fetch_add(shared.pages as u64, Ordering::Relaxed);
+        let p = report.page;
+        match report.kind {
+            0 => {}
+            1 => shared.problem(mismatch(
+                format!("fork child {pid}: data of page {p} at word {}", report.word),
+                super::model::explain(report.expected),
+                super::model::explain(report.observed),
+            )),
+            2 => shared.problem(mismatch(
+                format!("fork child {pid}: pagemap bit 57 (uffd-wp) of page {p}"),
+                (report.expected == 1).to_string(),
+                (report.observed == 1).to_string(),
+            )),
+            _ => shared.problem(mismatch(
+                format!("fork child {pid}: /proc/self/pagemap"),
+                "readable",
+                format!("unreadable at page {p}"),
+            )),
+        }
+    }
+}
