@@ -108,6 +108,31 @@ pub struct Select {
     pub filter: Vec<String>,
 }
 
+/// How `stress` steps run (set before any trial starts; passed on to trial processes and to a
+/// `vm` guest through the environment).
+#[derive(Args, Clone, Debug, Default)]
+pub struct StressOpts {
+    /// The seed of stress steps' threads: a stress failure prints the run's seed, and this
+    /// replays each thread's sequence of operations (the interleaving is the scheduler's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Multiplies every stress step's duration (e.g. 20 for a soak run; default 1).
+    #[arg(long, value_name = "FACTOR")]
+    pub stress_time: Option<f64>,
+}
+
+impl StressOpts {
+    /// Puts the options in the environment the runner reads (`crate::run::stress_params`).
+    pub fn apply(&self) {
+        if let Some(seed) = self.seed {
+            std::env::set_var(crate::run::SEED_ENV, seed.to_string());
+        }
+        if let Some(t) = self.stress_time {
+            std::env::set_var(crate::run::STRESS_TIME_ENV, t.to_string());
+        }
+    }
+}
+
 /// Arguments of `list`.
 #[derive(Args)]
 pub struct ListArgs {
@@ -125,6 +150,9 @@ pub struct RunArgs {
     /// Which trials to run.
     #[command(flatten)]
     pub select: Select,
+    /// Seed and duration of stress steps.
+    #[command(flatten)]
+    pub stress: StressOpts,
     /// Do not provision huge pages or swap (trials that need them skip).
     #[arg(long)]
     pub no_provision: bool,
@@ -260,6 +288,7 @@ pub(crate) fn select_trials(select: &Select) -> Result<Vec<PlannedTrial>, ExitCo
 }
 
 fn run_command(args: RunArgs) -> ExitCode {
+    args.stress.apply();
     let cannot_run = ExitCode::from(if args.bisect {
         crate::cli::bisect::exit_code(crate::cli::bisect::RunOutcome::Untestable)
     } else {

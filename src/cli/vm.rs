@@ -16,6 +16,9 @@ use crate::vm::{boot_guest, console, guest, kernel_banner, qemu, run_in_vm, VmCo
 pub struct VmArgs {
     #[command(flatten)]
     pub select: Select,
+    /// Seed and duration of stress steps (passed to the guest).
+    #[command(flatten)]
+    pub stress: super::StressOpts,
     /// The kernel image to boot (a bzImage, e.g. arch/x86/boot/bzImage or a package's vmlinuz).
     #[arg(long)]
     pub kernel: PathBuf,
@@ -90,6 +93,7 @@ impl VmArgs {
 
 /// The command: returns the process exit code.
 pub fn command(args: VmArgs) -> u8 {
+    args.stress.apply();
     let untestable_code = if args.bisect {
         bisect::exit_code(RunOutcome::Untestable)
     } else {

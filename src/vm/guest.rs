@@ -49,6 +49,12 @@ pub struct GuestConfig {
     /// Stop after this many failures, when set.
     #[serde(default)]
     pub max_failures: Option<u64>,
+    /// The host run's stress seed and time scale (`--seed`, `--stress-time`).
+    #[serde(default)]
+    pub stress_seed: Option<u64>,
+    /// `--stress-time`, as given.
+    #[serde(default)]
+    pub stress_time: Option<String>,
 }
 
 /// A kernel module the guest loads before the suite.
@@ -151,6 +157,12 @@ fn setup_and_run() -> Result<i32, String> {
     if let Some(n) = config.max_failures {
         suite.env(crate::run::MAX_FAILURES_ENV, n.to_string());
     }
+    if let Some(seed) = config.stress_seed {
+        suite.env(crate::run::SEED_ENV, seed.to_string());
+    }
+    if let Some(t) = &config.stress_time {
+        suite.env(crate::run::STRESS_TIME_ENV, t);
+    }
     // The suite's stdout (KTAP) goes to the second serial port, which the kernel never writes
     // to: on the console a kernel message (a WARNING, an MCE kill) printed while a trial
     // reports lands inside its result line, and the host loses the verdict. Without a second
@@ -231,6 +243,8 @@ mod tests {
             bench_rounds: None,
             trial_timeout_ms: None,
             max_failures: None,
+            stress_seed: None,
+            stress_time: None,
         };
         assert_eq!(
             c.run_args(),

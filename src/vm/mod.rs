@@ -131,6 +131,8 @@ pub fn boot_guest(args: &VmConfig, trials: &[PlannedTrial]) -> Result<qemu::Boot
         max_failures: std::env::var(crate::run::MAX_FAILURES_ENV)
             .ok()
             .and_then(|v| v.parse().ok()),
+        stress_seed: Some(crate::run::stress_params().seed),
+        stress_time: Some(crate::run::stress_params().time.to_string()),
     };
     let cases: Vec<initramfs::CaseFile> = cases.into_values().collect();
     let archive = initramfs::build(&suite, &cases, &modules, config);

@@ -35,6 +35,8 @@ pub fn fork(shared: &Shared, env: &Env) -> String {
         return "pipe failed".into();
     }
     let closed = shared.closed.load(Ordering::SeqCst);
+    let base_page = crate::kernel::pagemap::base_page_size();
+    let shared_memory = env.memory.is_shared();
     // SAFETY: a raw clone (no atfork handlers, which take malloc locks: with UFFD_EVENT_FORK
     // the clone waits for our handler thread, which allocates). The child allocates nothing.
     let pid = unsafe {
@@ -48,7 +50,8 @@ pub fn fork(shared: &Shared, env: &Env) -> String {
         )
     };
     if pid == 0 {
-        let report = check_in_child(shared, &data, &wp, env.event_fork, closed);
+        let report =
+            check_in_child(shared, &data, &wp, env.event_fork, closed, shared_memory, base_page);
         // SAFETY: writing a plain struct to the pipe, then leaving without unwinding.
         unsafe {
             libc::write(
@@ -82,6 +85,8 @@ fn check_in_child(
     wp: &[std::sync::MutexGuard<'_, bool>],
     event_fork: bool,
     closed: bool,
+    shared_memory: bool,
+    base_page: usize,
 ) -> ChildReport {
     let path = c"/proc/self/pagemap";
     // SAFETY: a static path; the descriptor is the child's own pagemap.
@@ -92,7 +97,6 @@ fn check_in_child(
             ..Default::default()
         };
     }
-    let base_page = crate::kernel::pagemap::base_page_size();
     if !closed {
         for p in 0..shared.pages {
             let mut entry = 0u64;
@@ -124,6 +128,23 @@ fn check_in_child(
     // SAFETY: closing our own descriptor.
     unsafe { libc::close(fd) };
     for p in 0..shared.pages {
+        if shared_memory {
+            // Shared pages: the child sees the parent's later writes too, so each page must
+            // hold its own pattern at the fork's sequence or a later one.
+            // SAFETY: the page is mapped in the child as in the parent.
+            let got = unsafe { std::ptr::read_volatile(shared.page_addr(p) as *const u64) };
+            let want = super::model::word(*data[p], p, 0);
+            if got >> 24 & 0xffff != p as u64 || (got >> 40) < (want >> 40) {
+                return ChildReport {
+                    kind: 1,
+                    page: p as u64,
+                    word: 0,
+                    expected: want,
+                    observed: got,
+                };
+            }
+            continue;
+        }
         // SAFETY: the page is mapped in the child as in the parent.
         if let Some((w, want, got)) =
             unsafe { verify_page(shared.page_addr(p), shared.page_size, p, *data[p]) }

@@ -149,6 +149,8 @@ pub struct Shared {
     pub pending: Vec<AtomicU64>,
     /// Per page: WP faults read from the trial's uffd.
     pub wp_faults: Vec<AtomicU64>,
+    /// Per page: MISSING faults read from the trial's uffd.
+    pub missing_faults: Vec<AtomicU64>,
     pub slots: Vec<Slot>,
     pub started_ns: u64,
     /// A round's length after `--stress-time`, in milliseconds.

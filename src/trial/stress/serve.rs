@@ -295,6 +295,8 @@ impl Ctx {
                     self.shared.pending[p].store(msg.arg[0] | 1 << 63, Ordering::SeqCst);
                     if msg.arg[0] & UFFD_PAGEFAULT_FLAG_WP != 0 {
                         self.shared.wp_faults[p].fetch_add(1, Ordering::SeqCst);
+                    } else if msg.arg[0] & UFFD_PAGEFAULT_FLAG_MINOR == 0 {
+                        self.shared.missing_faults[p].fetch_add(1, Ordering::SeqCst);
                     }
                 }
                 let p = Pending {
@@ -363,14 +365,29 @@ impl Ctx {
         } else if f.flags & UFFD_PAGEFAULT_FLAG_MINOR != 0 {
             f.uffd.continue_(page_start, s.page_size, 0).map(drop)
         } else {
-            // MISSING: the page was zapped, so its model is zeroes already.
+            // MISSING: the page was zapped, so its model is zeroes already. A MISSING fault
+            // comes before a WP one, even on a protected hole: the zero page copied in without
+            // MODE_WP is not protected.
+            let wp = match page.filter(|_| main) {
+                Some(p) => match s.wp[p].try_lock() {
+                    Ok(g) => Some(g),
+                    Err(_) => return false,
+                },
+                None => None,
+            };
             let zero = vec![0u8; s.page_size];
             match f
                 .uffd
                 .copy(page_start, zero.as_ptr() as usize, s.page_size, 0)
             {
                 Err(Errno::EEXIST) => f.uffd.wake(page_start, s.page_size),
-                other => other.map(drop),
+                Ok(_) => {
+                    if let Some(mut wp) = wp {
+                        *wp = false;
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
             }
         };
         let done = finish(result);
