@@ -409,13 +409,24 @@ fn validate_stress(
     if s.rounds == 0 || !(1..=8).contains(&s.handler.threads) {
         return Err("`rounds` must be at least 1 and `handler.threads` 1 to 8".into());
     }
-    if !case.register.contains(&super::model::RegisterMode::Wp) || case.register.contains(&super::model::RegisterMode::Minor) {
-        return Err("`stress` needs the area registered with `wp` (and maybe `missing`), not `minor`".into());
+    if !case.register.contains(&super::model::RegisterMode::Wp)
+        || case.register.contains(&super::model::RegisterMode::Minor)
+    {
+        return Err(
+            "`stress` needs the area registered with `wp` (and maybe `missing`), not `minor`"
+                .into(),
+        );
     }
     if has(O::Close) && ops.iter().any(|o| o.uses_uffd()) {
         return Err("`close` cannot race protect, unprotect, copy or reregister: they need the uffd it closes".into());
     }
-    if s.threads.iter().filter(|w| w.ops.contains(&O::Close)).map(|w| w.count).sum::<u32>() > 1 {
+    if s.threads
+        .iter()
+        .filter(|w| w.ops.contains(&O::Close))
+        .map(|w| w.count)
+        .sum::<u32>()
+        > 1
+    {
         return Err("one thread at most may `close`".into());
     }
     if has(O::Collapse) && (!case.thp || memory.iter().any(|m| m.is_hugetlb())) {
@@ -424,11 +435,18 @@ fn validate_stress(
     if has(O::Dontneed) && memory.contains(&MemoryType::Anon) && !feature(F::WpUnpopulated) {
         return Err("`dontneed` on anon needs `features: [wp_unpopulated]`: without it, protecting a zapped anonymous page does nothing, and the model cannot tell which pages are zapped while writers race".into());
     }
-    if feature(F::WpAsync) && (has(O::Dontneed) || has(O::Pageout) || has(O::Copy) || has(O::Close)) {
+    if feature(F::WpAsync) && (has(O::Dontneed) || has(O::Pageout) || has(O::Copy) || has(O::Close))
+    {
         return Err("with `wp_async`, PAGEMAP_SCAN's written set is checked: `dontneed`, `pageout`, `copy` and `close` change it in ways the model does not follow".into());
     }
-    if has(O::Fork) && s.handler.wait == super::stress::HandlerWait::Read && case.register.contains(&super::model::RegisterMode::Missing) {
-        return Err("a fork child's missing faults are served by polling handlers only: use `wait: poll`".into());
+    if has(O::Fork)
+        && s.handler.wait == super::stress::HandlerWait::Read
+        && case.register.contains(&super::model::RegisterMode::Missing)
+    {
+        return Err(
+            "a fork child's missing faults are served by polling handlers only: use `wait: poll`"
+                .into(),
+        );
     }
     if has(O::Fork) && memory.contains(&MemoryType::HugetlbPrivate) {
         return Err("`fork` races copy-on-write of huge pages the pool may not have: not on hugetlb-private (limit with `only`)".into());
@@ -437,9 +455,10 @@ fn validate_stress(
         Some(_) if case.expect_failure.is_none() => {
             return Err("`sabotage` is for meta-tests: the case needs `expect_failure`".into())
         }
-        Some(Sabotage::ForgeWritten) if !feature(F::WpAsync) => {
-            return Err("`forge_written` breaks the WP_ASYNC written check: it needs `features: [wp_async]`".into())
-        }
+        Some(Sabotage::ForgeWritten) if !feature(F::WpAsync) => return Err(
+            "`forge_written` breaks the WP_ASYNC written check: it needs `features: [wp_async]`"
+                .into(),
+        ),
         Some(Sabotage::LoseWrite) if !has(O::Write) => {
             return Err("`lose_write` needs a thread that writes".into())
         }

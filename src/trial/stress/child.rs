@@ -50,8 +50,15 @@ pub fn fork(shared: &Shared, env: &Env) -> String {
         )
     };
     if pid == 0 {
-        let report =
-            check_in_child(shared, &data, &wp, env.event_fork, closed, shared_memory, base_page);
+        let report = check_in_child(
+            shared,
+            &data,
+            &wp,
+            env.event_fork,
+            closed,
+            shared_memory,
+            base_page,
+        );
         // SAFETY: writing a plain struct to the pipe, then leaving without unwinding.
         unsafe {
             libc::write(
@@ -78,6 +85,7 @@ pub fn fork(shared: &Shared, env: &Env) -> String {
     format!("child {pid}")
 }
 
+#[allow(clippy::needless_range_loop)] // pages index the model, the area and pagemap alike
 /// In the child: pagemap bit 57 first (reading a page may change its entry), then contents.
 fn check_in_child(
     shared: &Shared,

@@ -42,7 +42,7 @@ impl Watch {
             if n < 0 {
                 match nix::errno::Errno::last() {
                     nix::errno::Errno::EPIPE => continue, // records overwritten: go on
-                    _ => break,                            // EAGAIN: the end
+                    _ => break,                           // EAGAIN: the end
                 }
             }
             if n == 0 {
@@ -82,14 +82,21 @@ mod tests {
 
     #[test]
     fn warnings_and_bugs_are_alarming_and_other_lines_not() {
-        let warn = "4,1234,5678,-;WARNING: CPU: 1 PID: 42 at mm/memory.c:1234 zap_pte_range+0x1/0x2\n";
+        let warn =
+            "4,1234,5678,-;WARNING: CPU: 1 PID: 42 at mm/memory.c:1234 zap_pte_range+0x1/0x2\n";
         assert_eq!(
             alarming(warn).as_deref(),
             Some("WARNING: CPU: 1 PID: 42 at mm/memory.c:1234 zap_pte_range+0x1/0x2")
         );
         assert!(alarming("0,1,2,-;kernel BUG at mm/huge_memory.c:2000!").is_some());
-        assert!(alarming("1,2,3,-;BUG: Bad rss-counter state mm:0000 type:MM_ANONPAGES val:1").is_some());
-        assert!(alarming("6,3,4,-;Memory failure: 0x1234: recovery action for dirty LRU page: Recovered").is_none());
+        assert!(
+            alarming("1,2,3,-;BUG: Bad rss-counter state mm:0000 type:MM_ANONPAGES val:1")
+                .is_some()
+        );
+        assert!(alarming(
+            "6,3,4,-;Memory failure: 0x1234: recovery action for dirty LRU page: Recovered"
+        )
+        .is_none());
         assert!(alarming("6,3,4,-;zram0: detected capacity change").is_none());
     }
 }

@@ -50,9 +50,11 @@ pub enum Outcome {
 
 /// The seed of a trial: the run's seed mixed with the trial's name.
 pub fn trial_seed(run_seed: u64, trial: &str) -> u64 {
-    trial.bytes().fold(run_seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    trial
+        .bytes()
+        .fold(run_seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        })
 }
 
 pub fn run(input: Input, stress: &Stress) -> Outcome {
@@ -64,7 +66,11 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
     for (w, worker) in stress.threads.iter().enumerate() {
         for c in 0..worker.count {
             plan.push((slots.len(), worker.ops.clone(), worker.span));
-            slots.push(Slot::new(format!("thread {} ({w}.{c}: {})", slots.len(), names(&worker.ops))));
+            slots.push(Slot::new(format!(
+                "thread {} ({w}.{c}: {})",
+                slots.len(),
+                names(&worker.ops)
+            )));
         }
     }
     let shared = Arc::new(Shared {
@@ -149,8 +155,13 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
         shared.stop.store(false, Ordering::SeqCst);
         let mut handles = Vec::new();
         for (slot, ops, span) in &plan {
-            let (sh, env, ops, span, tids) =
-                (shared.clone(), env.clone(), ops.clone(), *span, tids.clone());
+            let (sh, env, ops, span, tids) = (
+                shared.clone(),
+                env.clone(),
+                ops.clone(),
+                *span,
+                tids.clone(),
+            );
             let rng = Rng::new(thread_seed(seed, *slot, round));
             let max_ops = stress.max_ops;
             let slot = *slot;
@@ -172,7 +183,11 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
                 Ok(h) => handles.push(h),
                 Err(e) => {
                     shared.stop.store(true, Ordering::SeqCst);
-                    return Outcome::Failed(vec![mismatch("start a thread", "success", e.to_string())]);
+                    return Outcome::Failed(vec![mismatch(
+                        "start a thread",
+                        "success",
+                        e.to_string(),
+                    )]);
                 }
             }
         }
@@ -192,7 +207,11 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
                     format!("every operation done within {} ms", stress.stall_ms),
                     format!(
                         "{stuck}; faults read and not resolved: {}",
-                        if pending.is_empty() { "none".into() } else { pending.join(", ") }
+                        if pending.is_empty() {
+                            "none".into()
+                        } else {
+                            pending.join(", ")
+                        }
                     ),
                 );
                 let out = fail(&shared, vec![problem], seed);
@@ -225,13 +244,21 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
     let mut problems = std::mem::take(&mut *Shared::lock(&shared.problems));
     let (log_note, warnings) = kmsg.finish();
     for w in warnings {
-        problems.push(mismatch("kernel log during the step", "no WARNING or BUG", w));
+        problems.push(mismatch(
+            "kernel log during the step",
+            "no WARNING or BUG",
+            w,
+        ));
     }
     if !problems.is_empty() {
         return fail(&shared, problems, seed);
     }
     let secs = (monotonic_ns() - shared.started_ns) as f64 / 1e9;
-    let ops: u64 = shared.slots.iter().map(|s| s.ops.load(Ordering::SeqCst)).sum();
+    let ops: u64 = shared
+        .slots
+        .iter()
+        .map(|s| s.ops.load(Ordering::SeqCst))
+        .sum();
     let faults = shared.faults_resolved.load(Ordering::SeqCst);
     let verified = shared.pages_verified.load(Ordering::SeqCst);
     let mut observed = vec![format!(
@@ -252,7 +279,10 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
 }
 
 fn names(ops: &[StressOp]) -> String {
-    let mut v: Vec<String> = ops.iter().map(|o| format!("{o:?}").to_lowercase()).collect();
+    let mut v: Vec<String> = ops
+        .iter()
+        .map(|o| format!("{o:?}").to_lowercase())
+        .collect();
     v.dedup();
     v.join("/")
 }
@@ -309,7 +339,11 @@ fn quiescent(shared: &Shared, input: &Input, sabotage: Option<Sabotage>, wp_asyn
                 format!("{} ({})", e.uffd_wp(), e.describe()),
             )),
             Ok(_) => {}
-            Err(e) => shared.problem(mismatch("read /proc/self/pagemap", "success", e.to_string())),
+            Err(e) => shared.problem(mismatch(
+                "read /proc/self/pagemap",
+                "success",
+                e.to_string(),
+            )),
         }
     }
     if wp_async {
@@ -372,7 +406,9 @@ fn written_check(shared: &Shared, input: &Input) {
     for r in regions {
         let first = (r.start as usize - shared.base) / shared.page_size;
         let end = (r.end as usize - shared.base).div_ceil(shared.page_size);
-        written[first..end.min(shared.pages)].iter_mut().for_each(|w| *w = true);
+        written[first..end.min(shared.pages)]
+            .iter_mut()
+            .for_each(|w| *w = true);
     }
     for (p, &got) in written.iter().enumerate() {
         let want = !*Shared::lock(&shared.wp[p]);

@@ -168,7 +168,7 @@ pub struct Shared {
     pub problems: Mutex<Vec<Mismatch>>,
     /// Sabotages not used yet (meta-tests): each fires once.
     pub sabotage_armed: AtomicBool,
-    /// Page the `leave_fault` sabotage leaves unresolved (usize::MAX: not chosen yet).
+    /// The page a sabotage breaks (usize::MAX: not chosen yet).
     pub left_page: AtomicUsize,
 }
 
@@ -187,6 +187,15 @@ impl Shared {
 
     pub fn problem(&self, m: Mismatch) {
         Shared::lock(&self.problems).push(m);
+    }
+
+    /// Whether `page` is the one a lasting sabotage (lose_write, skip_protect) breaks: the
+    /// first page asked about, for the rest of the step (so later operations do not mend it).
+    pub fn sabotaged(&self, page: usize) -> bool {
+        let _ =
+            self.left_page
+                .compare_exchange(usize::MAX, page, Ordering::SeqCst, Ordering::SeqCst);
+        self.left_page.load(Ordering::SeqCst) == page
     }
 
     /// Takes the sabotage if it is still armed.
@@ -285,7 +294,9 @@ mod tests {
 
     #[test]
     fn seeds_replay_and_differ_per_thread_and_round() {
-        let a: Vec<u64> = (0..4).map(|_| Rng::new(thread_seed(7, 0, 0)).next()).collect();
+        let a: Vec<u64> = (0..4)
+            .map(|_| Rng::new(thread_seed(7, 0, 0)).next())
+            .collect();
         assert!(a.windows(2).all(|w| w[0] == w[1]));
         assert_ne!(thread_seed(7, 0, 0), thread_seed(7, 1, 0));
         assert_ne!(thread_seed(7, 0, 0), thread_seed(7, 0, 1));

@@ -44,7 +44,8 @@ pub fn run_thread(
     max_ops: Option<u64>,
 ) {
     let s = &shared.slots[slot];
-    s.tid.store(crate::trial::exec::gettid() as u64, Ordering::SeqCst);
+    s.tid
+        .store(crate::trial::exec::gettid() as u64, Ordering::SeqCst);
     let mut done = 0u64;
     while !shared.stop.load(Ordering::SeqCst) && max_ops.is_none_or(|m| done < m) {
         let op = ops[rng.below(ops.len())];
@@ -101,7 +102,7 @@ fn one(
             // WP_ASYNC: the write itself changes the protection (the kernel resolves it).
             let wp = env.wp_async.then(|| Shared::lock(&shared.wp[first]));
             let next = (*seq + 1) & 0xff_ffff;
-            if env.sabotage == Some(Sabotage::LoseWrite) && *seq > 0 && shared.fire_sabotage() {
+            if env.sabotage == Some(Sabotage::LoseWrite) && shared.sabotaged(first) {
                 *seq = next;
                 return format!("sequence {next} recorded, not written (sabotage)");
             }
@@ -133,7 +134,10 @@ fn one(
         StressOp::Protect | StressOp::Unprotect => {
             let on = op == StressOp::Protect;
             let mut wp = shared.lock_wp(range.clone());
-            if on && env.sabotage == Some(Sabotage::SkipProtect) && shared.fire_sabotage() {
+            if on
+                && env.sabotage == Some(Sabotage::SkipProtect)
+                && range.clone().any(|p| shared.sabotaged(p))
+            {
                 wp.iter_mut().for_each(|w| **w = true);
                 return "recorded, not done (sabotage)".into();
             }
@@ -268,7 +272,7 @@ fn again(tries: u32) -> String {
 
 fn failed(shared: &Shared, what: &str, e: Errno) -> String {
     shared.problem(mismatch(what, "success", e.desc().to_string()));
-    format!("{}", e.desc())
+    e.desc().to_string()
 }
 
 /// Calls `f` until it does not fail with EAGAIN (the kernel's answer while a non-cooperative

@@ -44,9 +44,8 @@ impl Allowed {
                         self.base + self.len
                     ));
                 }
-                let known = UFFD_PAGEFAULT_FLAG_WRITE
-                    | UFFD_PAGEFAULT_FLAG_WP
-                    | UFFD_PAGEFAULT_FLAG_MINOR;
+                let known =
+                    UFFD_PAGEFAULT_FLAG_WRITE | UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR;
                 let wp = flags & UFFD_PAGEFAULT_FLAG_WP != 0;
                 let minor = flags & UFFD_PAGEFAULT_FLAG_MINOR != 0;
                 let why = if flags & !known != 0 {
@@ -235,7 +234,11 @@ impl Ctx {
                 .map(|u| PollFd::new(u.as_fd(), PollFlags::POLLIN))
                 .collect();
             fds.push(PollFd::new(stop_rx.as_fd(), PollFlags::POLLIN));
-            let timeout = if Shared::lock(&self.pending).is_empty() { 100u16 } else { 1 };
+            let timeout = if Shared::lock(&self.pending).is_empty() {
+                100u16
+            } else {
+                1
+            };
             let _ = poll(&mut fds, PollTimeout::from(timeout));
             let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
             if ready[ready.len() - 1] || self.stop.load(Ordering::SeqCst) {
@@ -338,12 +341,9 @@ impl Ctx {
         let page = self.page_of(f.addr);
         if self.sabotage == Some(Sabotage::LeaveFault) && main {
             if let Some(p) = page {
-                let _ = s.left_page.compare_exchange(
-                    usize::MAX,
-                    p,
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                );
+                let _ =
+                    s.left_page
+                        .compare_exchange(usize::MAX, p, Ordering::SeqCst, Ordering::SeqCst);
                 if s.left_page.load(Ordering::SeqCst) == p {
                     return true; // dropped on purpose: nobody wakes the thread
                 }
@@ -430,10 +430,11 @@ mod tests {
     use super::*;
 
     fn fault(flags: u64, addr: u64, tid: u64) -> UffdMsg {
-        let mut m = UffdMsg::default();
-        m.event = UFFD_EVENT_PAGEFAULT;
-        m.arg = [flags, addr, tid];
-        m
+        UffdMsg {
+            event: UFFD_EVENT_PAGEFAULT,
+            arg: [flags, addr, tid],
+            ..Default::default()
+        }
     }
 
     const WP: u64 = UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE;
@@ -463,8 +464,10 @@ mod tests {
         assert!(why(fault(UFFD_PAGEFAULT_FLAG_WRITE, 0x10000, 7)).contains("MISSING"));
         assert!(why(fault(WP | 1 << 9, 0x10000, 7)).contains("unknown flag"));
         assert!(why(fault(WP, 0x10000, 8)).contains("not one of the trial's"));
-        let mut fork = UffdMsg::default();
-        fork.event = UFFD_EVENT_FORK;
+        let fork = UffdMsg {
+            event: UFFD_EVENT_FORK,
+            ..Default::default()
+        };
         assert!(why(fork).contains("do not ask for"));
     }
 }
