@@ -8,8 +8,8 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
+use super::env::Env;
 use super::model::{verify_page, Shared};
-use super::ops::Env;
 use crate::trial::memops::mismatch;
 
 /// What a child found, as it crosses the pipe (plain integers; no allocation in the child).

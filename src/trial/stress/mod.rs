@@ -5,9 +5,11 @@
 //! - [`ops`]: what one racing thread does.
 //! - [`serve`]: the handler threads and the well-formedness of every message.
 //! - [`child`]: the fork operation and what the child checks.
+//! - [`env`]: what a racing thread needs besides the model.
 //! - [`kmsg`]: kernel WARNING/BUG lines logged while the step ran.
 
 mod child;
+mod env;
 pub(crate) mod kmsg;
 pub(crate) mod model;
 mod ops;
@@ -122,7 +124,7 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
         }
     };
     let stopper = serve.clone();
-    let env = Arc::new(ops::Env {
+    let env = Arc::new(env::Env {
         uffd: input.uffd.clone(),
         memory: input.memory,
         modes: input.modes,

@@ -2,33 +2,18 @@
 //! the locks `model` describes.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use nix::errno::Errno;
 
 use super::child;
+use super::env::Env;
 use super::model::{write_page, OpRecord, Rng, Shared, SCHEDULE_DEPTH};
 use crate::case::stress::{Sabotage, StressOp};
 use crate::kernel::memory::MemoryType;
 use crate::kernel::mm;
 use crate::kernel::uapi::UFFDIO_WRITEPROTECT_MODE_WP;
-use crate::kernel::uffd::Uffd;
 use crate::trial::memops::mismatch;
 use crate::trial::protocol::monotonic_ns;
-
-/// What a thread needs besides the shared model.
-pub struct Env {
-    pub uffd: Arc<Uffd>,
-    pub memory: MemoryType,
-    pub modes: u64,
-    pub wp_async: bool,
-    pub event_fork: bool,
-    pub sabotage: Option<Sabotage>,
-    /// Forked children still running: (pid, the read end of their report pipe).
-    pub children: Arc<std::sync::Mutex<Vec<(i32, std::os::fd::OwnedFd)>>>,
-    /// Called by `close` to stop the handlers before the uffd goes.
-    pub stop_handlers: Arc<dyn Fn() + Send + Sync>,
-}
 
 /// How long an ioctl answered EAGAIN (an event in flight) is retried before it is a problem.
 const EAGAIN_LIMIT_MS: u64 = 5000;

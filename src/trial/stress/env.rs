@@ -1,0 +1,22 @@
+//! What a racing thread needs besides the shared model: the uffd, the memory type, the
+//! registration, the features that change the rules, and the children it forked.
+
+use std::sync::Arc;
+
+use crate::case::stress::Sabotage;
+use crate::kernel::memory::MemoryType;
+use crate::kernel::uffd::Uffd;
+
+/// What a thread needs besides the shared model.
+pub struct Env {
+    pub uffd: Arc<Uffd>,
+    pub memory: MemoryType,
+    pub modes: u64,
+    pub wp_async: bool,
+    pub event_fork: bool,
+    pub sabotage: Option<Sabotage>,
+    /// Forked children still running: (pid, the read end of their report pipe).
+    pub children: Arc<std::sync::Mutex<Vec<(i32, std::os::fd::OwnedFd)>>>,
+    /// Called by `close` to stop the handlers before the uffd goes.
+    pub stop_handlers: Arc<dyn Fn() + Send + Sync>,
+}
