@@ -417,9 +417,6 @@ fn validate_stress(
                 .into(),
         );
     }
-    if has(O::Close) && ops.iter().any(|o| o.uses_uffd()) {
-        return Err("`close` cannot race protect, unprotect, copy or reregister: they need the uffd it closes".into());
-    }
     if s.threads
         .iter()
         .filter(|w| w.ops.contains(&O::Close))

@@ -114,8 +114,7 @@ fn default_span() -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StressOp {
-    /// Writes a page whole with its next sequence number (a writer owns its pages: page %
-    /// writers == its index).
+    /// Writes a page whole with its next sequence number.
     Write,
     /// Reads a page and verifies it word by word against the last write.
     Read,
@@ -139,18 +138,9 @@ pub enum StressOp {
     /// MADV_COLLAPSE over the transparent huge page holding a random page (errors ignored).
     Collapse,
     /// Once per trial, at a random time in the first round: stops the handlers and closes the
-    /// uffd while other threads may be blocked on faults (they must all complete).
+    /// uffd while other threads may be blocked on faults (they must all complete). uffd
+    /// ioctls racing it may fail once it is closed.
     Close,
-}
-
-impl StressOp {
-    /// Operations that use the uffd (not allowed with `close`).
-    pub fn uses_uffd(self) -> bool {
-        matches!(
-            self,
-            StressOp::Protect | StressOp::Unprotect | StressOp::Copy | StressOp::Reregister
-        )
-    }
 }
 
 /// A deliberate break of one invariant (meta-tests).

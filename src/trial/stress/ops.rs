@@ -256,6 +256,10 @@ fn again(tries: u32) -> String {
 }
 
 fn failed(shared: &Shared, what: &str, e: Errno) -> String {
+    if shared.closed.load(Ordering::SeqCst) {
+        // A `close` raced it: the descriptor is /dev/null now.
+        return format!("{} (uffd closed)", e.desc());
+    }
     shared.problem(mismatch(what, "success", e.desc().to_string()));
     e.desc().to_string()
 }
