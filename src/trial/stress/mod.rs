@@ -93,6 +93,7 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
         messages: AtomicU64::new(0),
         pages_verified: AtomicU64::new(0),
         eagain: AtomicU64::new(0),
+        enoent: AtomicU64::new(0),
         problems: Mutex::new(Vec::new()),
         sabotage_armed: AtomicBool::new(stress.sabotage.is_some()),
         left_page: AtomicUsize::new(usize::MAX),
@@ -270,10 +271,11 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
         verified as f64 / secs,
     )];
     observed.push(format!(
-        "seed {seed} (run seed {}), {} messages, {} EAGAIN retried, {} rounds of {round_ms} ms",
+        "seed {seed} (run seed {}), {} messages, {} EAGAIN retried, {} ranges done page by page (ENOENT: the range spanned split vmas), {} rounds of {round_ms} ms",
         input.params.seed,
         shared.messages.load(Ordering::SeqCst),
         shared.eagain.load(Ordering::SeqCst),
+        shared.enoent.load(Ordering::SeqCst),
         stress.rounds
     ));
     observed.push(log_note);

@@ -164,6 +164,8 @@ pub struct Shared {
     pub pages_verified: AtomicU64,
     /// Ioctls retried because the kernel answered EAGAIN (an event was in flight).
     pub eagain: AtomicU64,
+    /// UFFDIO_WRITEPROTECT calls retried on ENOENT (the range spanned a vma split).
+    pub enoent: AtomicU64,
     /// Invariant violations found while threads run.
     pub problems: Mutex<Vec<Mismatch>>,
     /// Sabotages not used yet (meta-tests): each fires once.

@@ -127,7 +127,21 @@ fn one(
                 return "recorded, not done (sabotage)".into();
             }
             let mode = if on { UFFDIO_WRITEPROTECT_MODE_WP } else { 0 };
-            match retry_eagain(shared, || env.uffd.writeprotect(addr, len, mode)) {
+            // Older kernels (6.1) want the range inside one vma: where a racing mprotect or
+            // re-register split the area, they answer ENOENT, and the range is done page by
+            // page (a page is always inside one vma).
+            let r = match retry_eagain(shared, || env.uffd.writeprotect(addr, len, mode)) {
+                Err(Errno::ENOENT) if count > 1 => {
+                    shared.enoent.fetch_add(1, Ordering::Relaxed);
+                    range.clone().try_fold(0, |tries, p| {
+                        let a = shared.page_addr(p);
+                        retry_eagain(shared, || env.uffd.writeprotect(a, shared.page_size, mode))
+                            .map(|t| tries + t)
+                    })
+                }
+                other => other,
+            };
+            match r {
                 Ok(tries) => {
                     wp.iter_mut().for_each(|w| **w = on);
                     again(tries)
