@@ -17,6 +17,15 @@ pub struct Env {
     pub sabotage: Option<Sabotage>,
     /// Forked children still running: (pid, the read end of their report pipe).
     pub children: Arc<std::sync::Mutex<Vec<(i32, std::os::fd::OwnedFd)>>>,
+    /// The trial's /proc/self/pagemap, for checks done under a range's locks.
+    pub pagemap: Arc<crate::kernel::pagemap::Pagemap>,
     /// Called by `close` to stop the handlers before the uffd goes.
     pub stop_handlers: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Env {
+    /// The pagemap entry of `addr`, or None when pagemap cannot be read.
+    pub fn pagemap_entry(&self, addr: usize) -> Option<crate::kernel::pagemap::Entry> {
+        self.pagemap.entry(addr).ok()
+    }
 }

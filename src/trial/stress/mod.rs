@@ -133,6 +133,16 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
         event_fork: input.features & Feature::EventFork.bit() != 0,
         sabotage: stress.sabotage,
         children: Arc::new(Mutex::new(Vec::new())),
+        pagemap: match Pagemap::open_self() {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                return Outcome::Failed(vec![mismatch(
+                    "open /proc/self/pagemap",
+                    "success",
+                    e.to_string(),
+                )])
+            }
+        },
         stop_handlers: Arc::new(move || Shared::lock(&stopper).stop()),
     });
     let fail = |shared: &Shared, mut problems: Vec<Mismatch>, seed: u64| {

@@ -151,7 +151,7 @@ fn one(
         }
         StressOp::Dontneed => {
             let mut data = shared.lock_data(range.clone());
-            let mut wp = shared.lock_wp(range);
+            let mut wp = shared.lock_wp(range.clone());
             match mm::madvise(addr, len, libc::MADV_DONTNEED) {
                 Ok(()) => {
                     // Anonymous memory loses the page and its protection; a private file
@@ -166,6 +166,19 @@ fn one(
                             data.iter_mut().for_each(|d| **d = 0)
                         }
                         MemoryType::Shmem | MemoryType::Hugetlb => {}
+                    }
+                    // With the range's locks still held nothing else changes its protection:
+                    // the zap must have kept it exactly (as markers on file memory).
+                    for (i, p) in range.clone().enumerate() {
+                        if let Some(e) = env.pagemap_entry(shared.page_addr(p)) {
+                            if e.uffd_wp() != *wp[i] {
+                                shared.problem(mismatch(
+                                    format!("pagemap bit 57 (uffd-wp) of page {p} right after MADV_DONTNEED"),
+                                    wp[i].to_string(),
+                                    format!("{} ({})", e.uffd_wp(), e.describe()),
+                                ));
+                            }
+                        }
                     }
                     "done".into()
                 }
