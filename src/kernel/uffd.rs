@@ -181,6 +181,28 @@ impl Uffd {
         Ok(m.moved)
     }
 
+    /// Reads one message, waiting for it when the descriptor is blocking (see
+    /// [`Uffd::set_nonblocking`]); EINTR when a signal interrupts the wait.
+    pub fn read_msg_blocking(&self) -> Result<UffdMsg, Errno> {
+        match self.read_msg() {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => Err(Errno::EAGAIN),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes reads wait for a message (false) or return at once (true, as opened).
+    pub fn set_nonblocking(&self, on: bool) -> Result<(), Errno> {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        let flags = OFlag::from_bits_truncate(fcntl(self.as_fd(), FcntlArg::F_GETFL)?);
+        let flags = if on {
+            flags | OFlag::O_NONBLOCK
+        } else {
+            flags & !OFlag::O_NONBLOCK
+        };
+        fcntl(self.as_fd(), FcntlArg::F_SETFL(flags)).map(drop)
+    }
+
     /// Reads one message; `Ok(None)` when none is queued (the fd is non-blocking).
     pub fn read_msg(&self) -> Result<Option<UffdMsg>, Errno> {
         let mut msg = UffdMsg::default();

@@ -44,7 +44,7 @@ pub(super) fn run(trial: &mut Trial, f: &Fork, mark: (usize, usize)) -> StepOutc
         Ok(p) => p,
         Err(e) => return StepOutcome::Failed(vec![mismatch("pipe", "success", e.desc())]),
     };
-    match raw_fork() {
+    match crate::kernel::process::raw_fork() {
         Err(e) => StepOutcome::Failed(vec![mismatch("fork", "success", e.desc())]),
         Ok(ForkResult::Child) => {
             drop(up_r);
@@ -56,30 +56,6 @@ pub(super) fn run(trial: &mut Trial, f: &Fork, mark: (usize, usize)) -> StepOutc
             drop(down_r);
             parent(trial, f, mark, child, up_r, down_w)
         }
-    }
-}
-
-/// fork(2) by the raw clone syscall. glibc's fork() takes every malloc lock around the clone
-/// and the kernel blocks inside that clone until the monitor has read UFFD_EVENT_FORK, so the
-/// handler thread would deadlock on its first allocation. The handler is idle in poll when a
-/// trial forks, so the child inherits no lock held mid-operation.
-fn raw_fork() -> nix::Result<ForkResult> {
-    // SAFETY: clone with only SIGCHLD is fork; the child runs its steps and _exits.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::SIGCHLD as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    match nix::errno::Errno::result(ret)? {
-        0 => Ok(ForkResult::Child),
-        pid => Ok(ForkResult::Parent {
-            child: nix::unistd::Pid::from_raw(pid as i32),
-        }),
     }
 }
 

@@ -37,17 +37,11 @@ pub fn fork(shared: &Shared, env: &Env) -> String {
     let closed = shared.closed.load(Ordering::SeqCst);
     let base_page = crate::kernel::pagemap::base_page_size();
     let shared_memory = env.memory.is_shared();
-    // SAFETY: a raw clone (no atfork handlers, which take malloc locks: with UFFD_EVENT_FORK
-    // the clone waits for our handler thread, which allocates). The child allocates nothing.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::SIGCHLD as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
+    // The child allocates nothing (see raw_fork).
+    let pid = match crate::kernel::process::raw_fork() {
+        Ok(nix::unistd::ForkResult::Child) => 0,
+        Ok(nix::unistd::ForkResult::Parent { child }) => child.as_raw() as i64,
+        Err(e) => -(e as i64),
     };
     if pid == 0 {
         let report = check_in_child(
@@ -72,7 +66,7 @@ pub fn fork(shared: &Shared, env: &Env) -> String {
     // SAFETY: the write end is ours; the read end is kept until the child is reaped.
     unsafe { libc::close(fds[1]) };
     if pid < 0 {
-        let e = nix::errno::Errno::last();
+        let e = nix::errno::Errno::from_raw(-pid as i32);
         unsafe { libc::close(fds[0]) };
         shared.problem(mismatch("fork", "success", e.desc().to_string()));
         return "fork failed".into();

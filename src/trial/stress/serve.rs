@@ -125,7 +125,7 @@ impl Serve {
             );
             // SAFETY: the handler does nothing.
             unsafe { nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGUSR2, &action) }?;
-            set_nonblocking(&uffd, false)?;
+            uffd.set_nonblocking(false)?;
         }
         let mut handles = Vec::new();
         let pending = Arc::new(Mutex::new(Vec::new()));
@@ -181,7 +181,7 @@ impl Serve {
             let _ = t.join();
         }
         if self.wait == HandlerWait::Read {
-            let _ = set_nonblocking(&self.uffd, true);
+            let _ = self.uffd.set_nonblocking(true);
         }
     }
 }
@@ -190,19 +190,6 @@ impl Drop for Serve {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn set_nonblocking(uffd: &Uffd, on: bool) -> std::io::Result<()> {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let fd = uffd.as_fd();
-    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
-    let flags = if on {
-        flags | OFlag::O_NONBLOCK
-    } else {
-        flags & !OFlag::O_NONBLOCK
-    };
-    fcntl(fd, FcntlArg::F_SETFL(flags))?;
-    Ok(())
 }
 
 /// A fault waiting for its page's protection lock or for an event to be read.
@@ -262,7 +249,7 @@ impl Ctx {
 
     fn read_loop(&self) {
         while !self.stop.load(Ordering::SeqCst) {
-            match read_blocking(&self.uffd) {
+            match self.uffd.read_msg_blocking() {
                 Ok(msg) => self.take(&self.uffd.clone(), true, msg),
                 Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
                 Err(e) => {
@@ -410,18 +397,6 @@ fn finish(r: Result<(), Errno>) -> bool {
         // the kernel woke the thread itself.
         Err(Errno::ENOENT) | Err(Errno::EBADF) | Err(Errno::ENOTTY) => true,
         Err(_) => true,
-    }
-}
-
-fn read_blocking(uffd: &Uffd) -> Result<UffdMsg, Errno> {
-    let mut msg = UffdMsg::default();
-    let size = std::mem::size_of::<UffdMsg>();
-    // SAFETY: `msg` is a plain 32-byte buffer.
-    let n = unsafe { libc::read(uffd.raw(), (&mut msg as *mut UffdMsg).cast(), size) };
-    match Errno::result(n) {
-        Ok(n) if n as usize == size => Ok(msg),
-        Ok(_) => Err(Errno::EIO),
-        Err(e) => Err(e),
     }
 }
 
