@@ -200,13 +200,15 @@ pub fn reap(shared: &Shared, env: &Env, stall_ms: u64) {
             )
         };
         if n as usize != std::mem::size_of::<ChildReport>() {
-            if libc::WIFSIGNALED(status) {
-                shared.problem(mismatch(
-                    format!("fork child {pid}"),
-                    "exits after its checks",
-                    format!("killed by signal {}", libc::WTERMSIG(status)),
-                ));
-            }
+            let how = if libc::WIFSIGNALED(status) {
+                format!("killed by signal {}", libc::WTERMSIG(status))
+            } else {
+                format!(
+                    "exited with status {} and no report",
+                    libc::WEXITSTATUS(status)
+                )
+            };
+            shared.problem(mismatch(format!("fork child {pid}"), "its report", how));
             continue;
         }
         shared

@@ -339,7 +339,7 @@ impl Ctx {
         let result = if f.flags & UFFD_PAGEFAULT_FLAG_WP != 0 {
             // The model's protection changes with the kernel's, under the page's lock.
             let Some(p) = page.filter(|_| main) else {
-                return finish(f.uffd.writeprotect(page_start, s.page_size, 0));
+                return f.uffd.writeprotect(page_start, s.page_size, 0) != Err(Errno::EAGAIN);
             };
             let Ok(mut wp) = s.wp[p].try_lock() else {
                 return false;
@@ -377,7 +377,26 @@ impl Ctx {
                 Err(e) => Err(e),
             }
         };
-        let done = finish(result);
+        let done = match result {
+            Ok(()) => true,
+            Err(Errno::EAGAIN) => false,
+            // A range unregistered meanwhile (a `reregister`), or the uffd closed (a `close`):
+            // the kernel woke the thread itself.
+            Err(Errno::ENOENT) => true,
+            Err(_) if s.closed.load(Ordering::SeqCst) => true,
+            Err(e) => {
+                s.problem(mismatch(
+                    format!(
+                        "resolving a {} fault at 0x{:x}",
+                        Message::flag_names(f.flags),
+                        f.addr
+                    ),
+                    "success",
+                    e.desc().to_string(),
+                ));
+                true
+            }
+        };
         if done {
             s.faults_resolved.fetch_add(1, Ordering::Relaxed);
             if let Some(p) = page.filter(|_| main) {
@@ -385,18 +404,6 @@ impl Ctx {
             }
         }
         done
-    }
-}
-
-/// Whether a resolution is finished: retried on EAGAIN, any other error reported once.
-fn finish(r: Result<(), Errno>) -> bool {
-    match r {
-        Ok(()) => true,
-        Err(Errno::EAGAIN) => false,
-        // The closed uffd (a `close` operation) or a range unregistered meanwhile (ENOENT):
-        // the kernel woke the thread itself.
-        Err(Errno::ENOENT) | Err(Errno::EBADF) | Err(Errno::ENOTTY) => true,
-        Err(_) => true,
     }
 }
 
