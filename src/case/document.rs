@@ -31,7 +31,7 @@ pub struct Case {
     /// nothing (use a `register` step). Default: `[wp]`.
     #[serde(default = "default_register")]
     pub register: Vec<RegisterMode>,
-    /// The area's size in pages of the memory type (a hugetlb page is a huge page), 1 to 1024.
+    /// The area's size in pages of the memory type (a hugetlb page is a huge page), 1 to 16384 (1 to 1024 on hugetlb).
     pub pages: usize,
     /// Machine resources the case needs beyond userfaultfd; a trial without them is skipped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -298,10 +298,17 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
     if let Some(m) = case.refs.iter().find_map(ref_problem) {
         return Err((At::Field("refs"), m));
     }
-    if case.pages == 0 || case.pages > 1024 {
+    // 64 MiB of base pages (enough to span page tables); huge pages are 2 MiB each.
+    let max_pages = if case.memory.iter().any(|m| m.is_hugetlb()) {
+        1024
+    } else {
+        16384
+    };
+    if case.pages == 0 || case.pages > max_pages {
+        let on = if max_pages == 1024 { " on hugetlb" } else { "" };
         return Err((
             At::Field("pages"),
-            format!("pages must be 1 to 1024, not {}", case.pages),
+            format!("pages must be 1 to {max_pages}{on}, not {}", case.pages),
         ));
     }
     if let Some(n) = case.huge_pages {
@@ -348,9 +355,19 @@ fn validate(case: &Case) -> Result<(), (At, String)> {
     if case.steps.is_empty() {
         return Err((At::Field("steps"), "a case needs at least one step".into()));
     }
+    let mut marked = false;
     for (i, step) in case.steps.iter().enumerate() {
         validate_step(case, step, false)
             .map_err(|m| (At::Step(i), format!("step {}: {m}", i + 1)))?;
+        if let Op::PageTables(t) = &step.op {
+            if !t.mark && !marked {
+                return Err((
+                    At::Step(i),
+                    format!("step {}: `page_tables` checks growth since a mark: an earlier step needs `page_tables: {{mark: true}}`", i + 1),
+                ));
+            }
+            marked |= t.mark;
+        }
         if let Some(only) = &step.only {
             if let Some(m) = only.iter().find(|m| !case.memory.contains(m)) {
                 return Err((
@@ -511,6 +528,27 @@ fn validate_step(case: &Case, step: &Step, in_child: bool) -> Result<(), String>
                 .all(Option::is_none) =>
         {
             return Err("`pagemap` checks no bit: name at least one of wp, present, swapped, file, exclusive, huge".into());
+        }
+        Op::VmFlags(v) if v.has.is_empty() && v.lacks.is_empty() => {
+            return Err("`vmflags` checks nothing: name mnemonics in `has` or `lacks`".into());
+        }
+        Op::VmFlags(v) => {
+            if let Some(bad) = v.has.iter().chain(&v.lacks).find(|m| {
+                m.len() != 2
+                    || !m
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            }) {
+                return Err(format!(
+                    "`vmflags`: `{bad}` is not a VmFlags mnemonic (two letters, e.g. uw, um, ui)"
+                ));
+            }
+        }
+        Op::PageTables(t) => {
+            let checks = t.grown_at_most_kb.is_some() || t.grown_at_least_kb.is_some();
+            if t.mark == checks {
+                return Err("`page_tables` either marks (`mark: true`) or checks growth (`grown_at_most_kb`, `grown_at_least_kb`)".into());
+            }
         }
         Op::Write(a) | Op::Read(a) if a.thread && in_child => {
             return Err("a fork child cannot start threads".into())

@@ -668,14 +668,66 @@ pub struct Migrate {
 /// A short read-only pin: an O_DIRECT write of the pages to a scratch file on a disk file
 /// system (/var/tmp), for which the block layer pins them without FOLL_WRITE. An anonymous
 /// page still shared with a fork is unshared (copied) before it is pinned. With
-/// `unshares: true` every page's frame must change (needs root). Where the scratch file system
-/// copies instead of pinning (tmpfs), the trial is skipped with the reason.
+/// `unshares: true` every page's frame must change (needs root). With `via: o_direct` where
+/// the scratch file system copies instead of pinning (tmpfs), the trial is skipped with the
+/// reason.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoPin {
     pub pages: Pages,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unshares: bool,
+    /// How the pages are pinned (default `o_direct`).
+    #[serde(default, skip_serializing_if = "PinVia::is_default")]
+    pub via: PinVia,
+}
+
+/// The read-only pin of a `ro_pin` step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PinVia {
+    /// An O_DIRECT write of the pages to a scratch file on a disk file system: the block
+    /// layer pins them through GUP-fast (skipped without such a file system).
+    #[default]
+    ODirect,
+    /// process_vm_readv(2) of our own pages: pin_user_pages_remote, the slow GUP path; needs
+    /// no file system, so it also runs in the VM guest.
+    ProcessVmReadv,
+}
+
+impl PinVia {
+    fn is_default(&self) -> bool {
+        *self == PinVia::ODirect
+    }
+}
+
+/// The VmFlags mnemonics /proc/self/smaps shows for every vma overlapping the pages
+/// (Documentation/filesystems/proc.rst: `um` userfaultfd missing tracking, `uw` userfaultfd
+/// wr-protect tracking, `ui` userfaultfd minor fault).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmFlagsExpect {
+    pub pages: Pages,
+    /// Mnemonics each vma must show.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub has: Vec<String>,
+    /// Mnemonics no vma may show.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lacks: Vec<String>,
+}
+
+/// The process's page-table memory (VmPTE of /proc/self/status): `mark: true` records it;
+/// `grown_at_most_kb` / `grown_at_least_kb` check how much it grew since the last mark (a
+/// page table is 4 KiB and maps 512 pages).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PageTables {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mark: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grown_at_most_kb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grown_at_least_kb: Option<u64>,
 }
 
 /// Pages the pages out, then turns the suite's swap off with swapoff(2), which must succeed

@@ -128,12 +128,16 @@ operations! {
     Migrate(Migrate) = "migrate",
     /// Swap the pages out, then swapoff(2) and swapon(2) the suite's swap.
     Swapoff(Swapoff) = "swapoff",
-    /// Pin the pages read-only for an O_DIRECT write (unshares COW-shared pages).
+    /// Pin the pages read-only (O_DIRECT or process_vm_readv; unshares COW-shared pages).
     RoPin(RoPin) = "ro_pin",
     /// Pin the pages long-term.
     Pin(PinPages) = "pin",
     /// Drop the pins.
     Unpin(Unpin) = "unpin",
+    /// Checks the VmFlags mnemonics of /proc/self/smaps for the vmas of the pages.
+    VmFlags(VmFlagsExpect) = "vmflags",
+    /// Marks or checks the growth of the process's page-table memory (VmPTE).
+    PageTables(PageTables) = "page_tables",
     /// Threads racing operations over the area, with invariants checked during and after.
     Stress(crate::case::stress::Stress) = "stress",
 }
@@ -146,6 +150,8 @@ impl Op {
             Op::Protect(r) | Op::Unprotect(r) | Op::Unregister(r) | Op::Wake(r) => vec![&r.pages],
             Op::Register(r) => vec![&r.pages],
             Op::Pagemap(p) => vec![&p.pages],
+            Op::VmFlags(v) => vec![&v.pages],
+            Op::PageTables(_) => vec![],
             Op::Poke(_)
             | Op::Mremap(_)
             | Op::Fork(_)
@@ -221,6 +227,7 @@ impl Op {
             Op::Write(_)
                 | Op::Read(_)
                 | Op::Pagemap(_)
+                | Op::VmFlags(_)
                 | Op::Poke(_)
                 | Op::Madvise(_)
                 | Op::SwapOut(_)

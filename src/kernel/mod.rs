@@ -8,6 +8,7 @@ pub(crate) mod pagemap;
 pub(crate) mod pin;
 pub mod probe;
 pub(crate) mod process;
+pub(crate) mod procfs;
 pub(crate) mod swap;
 pub(crate) mod uapi;
 pub(crate) mod uffd;

@@ -50,3 +50,26 @@ impl Pin {
         Ok(Pin { _ring: ring })
     }
 }
+
+/// Reads `len` bytes at `addr` of our own address space through process_vm_readv(2): the
+/// kernel takes a short read-only pin of each page (pin_user_pages_remote without
+/// FOLL_WRITE), so an anonymous page that may be shared is unshared first, with no disk or
+/// file system involved.
+pub fn read_pinned(addr: usize, len: usize) -> Result<(), Errno> {
+    let mut buf = vec![0u8; len];
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: len,
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: len,
+    };
+    // SAFETY: both iovecs describe memory of this process: `buf`, which lives across the
+    // call, and the caller's mapping, which the kernel only reads.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    match Errno::result(n)? as usize {
+        n if n == len => Ok(()),
+        _ => Err(Errno::EFAULT),
+    }
+}

@@ -1,6 +1,7 @@
 //! A short read-only pin of the pages: an O_DIRECT write of them to a scratch file on a disk
-//! file system. The block layer pins the user pages (FOLL_PIN, no FOLL_WRITE) for the I/O;
-//! an anonymous page still shared with a fork must be unshared (copied) before it can be
+//! file system (the block layer pins the user pages, FOLL_PIN without FOLL_WRITE, for the
+//! I/O), or process_vm_readv(2) of our own pages (pin_user_pages_remote, read-only). An
+//! anonymous page still shared with a fork must be unshared (copied) before it can be
 //! pinned, which is the path the unsharing regressions are about.
 
 use std::io::Write;
@@ -8,6 +9,7 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use super::memops::{mismatch, Verified};
 use super::protocol::Mismatch;
+use crate::case::model::PinVia;
 use crate::kernel::memory::Area;
 use crate::kernel::pagemap::Pagemap;
 
@@ -25,7 +27,15 @@ pub fn ro_pin(
     pagemap: &Pagemap,
     pages: &[usize],
     unshares: bool,
+    via: PinVia,
 ) -> Result<Verified, Vec<Mismatch>> {
+    if via == PinVia::ProcessVmReadv {
+        let pin = |p: usize| {
+            crate::kernel::pin::read_pinned(area.page_addr(p), area.page_size)
+                .map_err(|e| format!("process_vm_readv of page {p}: {}", e.desc()))
+        };
+        return pin_each(area, pagemap, pages, unshares, pin);
+    }
     let Some(dir) = SCRATCH_DIRS.iter().find(|d| pins_user_pages(d)) else {
         return Ok(Verified::Declined(format!(
             "no scratch directory on a disk file system ({} are tmpfs or missing): O_DIRECT there copies instead of pinning",
@@ -55,20 +65,31 @@ pub fn ro_pin(
             )])
         }
     };
-    let mut observed = Vec::new();
-    let mut mismatches = Vec::new();
-    for &p in pages {
-        let before = pagemap.frame(area.page_addr(p));
+    let pin = |p: usize| {
         // SAFETY: the page lies in our own mapping; O_DIRECT needs the page-aligned buffer
         // it is, and the kernel only reads it.
         let buf =
             unsafe { std::slice::from_raw_parts(area.page_addr(p) as *const u8, area.page_size) };
-        if let Err(e) = file.write_all(buf) {
-            mismatches.push(mismatch(
-                format!("O_DIRECT write of page {p}"),
-                "success",
-                e.to_string(),
-            ));
+        file.write_all(buf)
+            .map_err(|e| format!("O_DIRECT write of page {p}: {e}"))
+    };
+    pin_each(area, pagemap, pages, unshares, pin)
+}
+
+/// Pins each page with `pin`, then checks (with `unshares`) that its frame changed.
+fn pin_each(
+    area: &Area,
+    pagemap: &Pagemap,
+    pages: &[usize],
+    unshares: bool,
+    mut pin: impl FnMut(usize) -> Result<(), String>,
+) -> Result<Verified, Vec<Mismatch>> {
+    let mut observed = Vec::new();
+    let mut mismatches = Vec::new();
+    for &p in pages {
+        let before = pagemap.frame(area.page_addr(p));
+        if let Err(e) = pin(p) {
+            mismatches.push(mismatch(format!("read-only pin of page {p}"), "success", e));
             continue;
         }
         let after = pagemap.frame(area.page_addr(p));

@@ -137,6 +137,8 @@ impl Trial {
             Op::Move(m) => Ran::checked(self.move_pages(m)),
             Op::Fill(f) => Ran::checked(self.fill(&pages_of(&self.area, &f.pages), f.data)),
             Op::Pagemap(p) => Ran::checked(memops::check_pagemap(area, pagemap, p)),
+            Op::VmFlags(v) => Ran::checked(memops::check_vmflags(area, v)),
+            Op::PageTables(t) => Ran::checked(self.page_tables(t)),
             Op::Scan(s) => Ran::checked(scan::run(area, pagemap, s)),
             Op::Madvise(m) => self.madvise(m, &ctx),
             Op::Pin(p) => self.pin(p),
@@ -157,7 +159,7 @@ impl Trial {
                 |m| m,
             )),
             Op::RoPin(r) => Ran::verified(verified(
-                ro_pin::ro_pin(area, pagemap, &pages_of(area, &r.pages), r.unshares),
+                ro_pin::ro_pin(area, pagemap, &pages_of(area, &r.pages), r.unshares, r.via),
                 |m| m,
             )),
             Op::KsmMerge(k) => Ran::verified(verified(

@@ -108,6 +108,7 @@ fn child_step(area: &Area, pagemap: &Pagemap, step: &Step) -> ChildStep {
             Ok(vec![])
         }
         Op::Pagemap(p) => memops::check_pagemap(area, pagemap, p),
+        Op::VmFlags(v) => memops::check_vmflags(area, v),
         Op::Scan(s) => scan::run(area, pagemap, s),
         Op::Madvise(m) => {
             let r = memops::madvise(area, &pages_of(area, &m.pages), m.advice);
@@ -141,7 +142,7 @@ fn child_step(area: &Area, pagemap: &Pagemap, step: &Step) -> ChildStep {
             Err(reason) => return ChildStep::skipped(reason),
         },
         Op::RoPin(r) => match verified(
-            ro_pin::ro_pin(area, pagemap, &pages_of(area, &r.pages), r.unshares),
+            ro_pin::ro_pin(area, pagemap, &pages_of(area, &r.pages), r.unshares, r.via),
             |m| m,
         ) {
             Ok(checked) => checked,

@@ -9,8 +9,8 @@ use nix::errno::Errno;
 
 use super::state::{gettid, Ran, StepOutcome, Trial};
 use crate::case::model::{
-    Access, ErrnoName, Join, KernelWrite, Madvise, Mremap, Munmap, PinPages, Poke, ProcMemWrite,
-    PunchHole, Resolve,
+    Access, ErrnoName, Join, KernelWrite, Madvise, Mremap, Munmap, PageTables, PinPages, Poke,
+    ProcMemWrite, PunchHole, Resolve,
 };
 use crate::case::pages::Pages;
 use crate::kernel::pin::Pin;
@@ -137,6 +137,42 @@ impl Trial {
             crate::kernel::mm::punch_hole(fd, first * ps, count * ps)?;
         }
         Ok(())
+    }
+
+    /// The `page_tables` step: records VmPTE, or checks its growth since the last mark.
+    pub(super) fn page_tables(&mut self, t: &PageTables) -> Checked {
+        let now = crate::kernel::procfs::page_table_kib().map_err(|e| {
+            vec![mismatch(
+                "VmPTE of /proc/self/status",
+                "a size",
+                e.to_string(),
+            )]
+        })?;
+        if t.mark {
+            self.page_tables_mark = Some(now);
+            return Ok(vec![format!("VmPTE {now} kB marked")]);
+        }
+        let mark = self
+            .page_tables_mark
+            .expect("the loader requires a mark first");
+        let grown = now.saturating_sub(mark);
+        let observed = vec![format!("VmPTE {mark} kB -> {now} kB (grew {grown} kB)")];
+        let mut mismatches = Vec::new();
+        if let Some(max) = t.grown_at_most_kb.filter(|&max| grown > max) {
+            mismatches.push(mismatch(
+                "page-table memory (VmPTE) since the mark",
+                format!("grown by at most {max} kB"),
+                format!("grown by {grown} kB ({mark} -> {now} kB)"),
+            ));
+        }
+        if let Some(min) = t.grown_at_least_kb.filter(|&min| grown < min) {
+            mismatches.push(mismatch(
+                "page-table memory (VmPTE) since the mark",
+                format!("grown by at least {min} kB"),
+                format!("grown by {grown} kB ({mark} -> {now} kB)"),
+            ));
+        }
+        memops::checked(observed, mismatches)
     }
 
     pub(super) fn proc_mem_write(&self, p: &ProcMemWrite) -> Checked {

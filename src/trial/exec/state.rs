@@ -36,6 +36,8 @@ pub(crate) struct Trial {
     pub(super) stress: crate::trial::protocol::StressParams,
     /// `case::memory`, for the stress seed.
     pub(super) name: String,
+    /// VmPTE (KiB) at the last `page_tables: {mark: true}` step.
+    pub(super) page_tables_mark: Option<u64>,
 }
 
 /// What one step came to.
@@ -151,6 +153,7 @@ impl Trial {
             modes: mode_mask(&case.register),
             stress: spec.stress,
             name: format!("{}::{}", case.name, spec.memory),
+            page_tables_mark: None,
         })
     }
 
