@@ -397,6 +397,47 @@ pub fn check_errno(call: &str, want: Option<Errno>, got: Result<(), Errno>) -> C
     }
 }
 
+/// The `vmflags` step: every vma overlapping the pages shows each mnemonic of `has` and none
+/// of `lacks`.
+pub fn check_vmflags(area: &Area, v: &crate::case::model::VmFlagsExpect) -> Checked {
+    let pages = pages_of(area, &v.pages);
+    let (Some(&first), Some(&last)) = (pages.iter().min(), pages.iter().max()) else {
+        return Ok(vec![]);
+    };
+    let (start, end) = (area.page_addr(first), area.page_addr(last) + area.page_size);
+    let vmas = crate::kernel::procfs::vma_flags(start, end)
+        .map_err(|e| vec![mismatch("read /proc/self/smaps", "the vmas", e.to_string())])?;
+    if vmas.is_empty() {
+        return Err(vec![mismatch(
+            format!("vmas of pages {}", v.pages),
+            "at least one",
+            "none in /proc/self/smaps",
+        )]);
+    }
+    let mut observed = Vec::new();
+    let mut mismatches = Vec::new();
+    for vma in &vmas {
+        let (a, b) = (
+            vma.start.max(area.base()),
+            vma.end.min(area.base() + area.len()),
+        );
+        let at = format!(
+            "VmFlags of the vma over pages {}..{}",
+            (a - area.base()) / area.page_size,
+            (b - area.base()).div_ceil(area.page_size)
+        );
+        observed.push(format!("{at}: {}", vma.flags.join(" ")));
+        let shows = |m: &String| vma.flags.iter().any(|f| f == m);
+        for m in v.has.iter().filter(|m| !shows(m)) {
+            mismatches.push(mismatch(&at, format!("`{m}` shown"), vma.flags.join(" ")));
+        }
+        for m in v.lacks.iter().filter(|m| shows(m)) {
+            mismatches.push(mismatch(&at, format!("no `{m}`"), vma.flags.join(" ")));
+        }
+    }
+    checked(observed, mismatches)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{moved_page_differs, verified, Verified};
@@ -437,45 +478,4 @@ mod tests {
         let got = verified(failed, |e| vec![super::mismatch("call", "success", e)]);
         assert_eq!(got.unwrap().unwrap_err()[0].observed, "EIO");
     }
-}
-
-/// The `vmflags` step: every vma overlapping the pages shows each mnemonic of `has` and none
-/// of `lacks`.
-pub fn check_vmflags(area: &Area, v: &crate::case::model::VmFlagsExpect) -> Checked {
-    let pages = pages_of(area, &v.pages);
-    let (Some(&first), Some(&last)) = (pages.iter().min(), pages.iter().max()) else {
-        return Ok(vec![]);
-    };
-    let (start, end) = (area.page_addr(first), area.page_addr(last) + area.page_size);
-    let vmas = crate::kernel::procfs::vma_flags(start, end)
-        .map_err(|e| vec![mismatch("read /proc/self/smaps", "the vmas", e.to_string())])?;
-    if vmas.is_empty() {
-        return Err(vec![mismatch(
-            format!("vmas of pages {}", v.pages),
-            "at least one",
-            "none in /proc/self/smaps",
-        )]);
-    }
-    let mut observed = Vec::new();
-    let mut mismatches = Vec::new();
-    for vma in &vmas {
-        let (a, b) = (
-            vma.start.max(area.base()),
-            vma.end.min(area.base() + area.len()),
-        );
-        let at = format!(
-            "VmFlags of the vma over pages {}..{}",
-            (a - area.base()) / area.page_size,
-            (b - area.base()).div_ceil(area.page_size)
-        );
-        observed.push(format!("{at}: {}", vma.flags.join(" ")));
-        let shows = |m: &String| vma.flags.iter().any(|f| f == m);
-        for m in v.has.iter().filter(|m| !shows(m)) {
-            mismatches.push(mismatch(&at, format!("`{m}` shown"), vma.flags.join(" ")));
-        }
-        for m in v.lacks.iter().filter(|m| shows(m)) {
-            mismatches.push(mismatch(&at, format!("no `{m}`"), vma.flags.join(" ")));
-        }
-    }
-    checked(observed, mismatches)
 }
