@@ -24,6 +24,11 @@ pub enum MemoryType {
     Hugetlb,
     /// A hugetlb memfd mapped MAP_PRIVATE.
     HugetlbPrivate,
+    /// A file on ramfs mapped MAP_SHARED: page-cache memory that is neither anonymous, shmem
+    /// nor hugetlb, which only UFFD_FEATURE_WP_ASYNC may register (for WP alone). Only cases
+    /// that name it run on it (it is not in the default list). The ramfs is mounted in the
+    /// trial process's own mount namespace, so it needs root and leaves nothing behind.
+    Ramfs,
 }
 
 impl MemoryType {
@@ -42,6 +47,7 @@ impl MemoryType {
             MemoryType::ShmemPrivate => "shmem-private",
             MemoryType::Hugetlb => "hugetlb",
             MemoryType::HugetlbPrivate => "hugetlb-private",
+            MemoryType::Ramfs => "ramfs",
         }
     }
 
@@ -53,13 +59,17 @@ impl MemoryType {
         matches!(self, MemoryType::Shmem | MemoryType::ShmemPrivate)
     }
 
-    /// Backed by a file (memfd), so it has a page cache and can be mapped twice.
+    /// Backed by a file (a memfd, or the ramfs file), so it has a page cache and can be mapped
+    /// twice.
     pub fn has_file(self) -> bool {
         self != MemoryType::Anon
     }
 
     pub fn is_shared(self) -> bool {
-        matches!(self, MemoryType::Shmem | MemoryType::Hugetlb)
+        matches!(
+            self,
+            MemoryType::Shmem | MemoryType::Hugetlb | MemoryType::Ramfs
+        )
     }
 }
 
@@ -113,7 +123,8 @@ pub struct Area {
     pub page_size: usize,
     pub pages: usize,
     base: NonNull<libc::c_void>,
-    memfd: Option<memfd::Memfd>,
+    /// The file behind the area (a memfd, or the ramfs file), if any.
+    file: Option<std::fs::File>,
     /// A second, shared mapping of the same file (for filling the page cache behind the
     /// registered mapping's back); made on demand.
     alias: Option<(NonNull<libc::c_void>, usize)>,
@@ -173,7 +184,7 @@ impl Area {
         } else {
             MapFlags::empty()
         };
-        let (base, memfd) = if memory == MemoryType::Anon {
+        let (base, file) = if memory == MemoryType::Anon {
             // SAFETY: a fresh anonymous mapping (over our own reservation, with thp).
             let base =
                 unsafe { mmap_anonymous(at, length, prot, MapFlags::MAP_PRIVATE | fixed_flag) }?;
@@ -185,11 +196,17 @@ impl Area {
                     Some(memfd::HugetlbSize::Huge2MB).filter(|_| huge_page_size == 2 << 20),
                 );
             }
-            let fd = opts.create("uffd-conform").map_err(|e| match e {
-                memfd::Error::Create(io) => errno_of(io),
-                memfd::Error::AddSeals(io) | memfd::Error::GetSeals(io) => errno_of(io),
-            })?;
-            fd.as_file().set_len(len as u64).map_err(errno_of)?;
+            let fd = match memory {
+                MemoryType::Ramfs => super::mount::ramfs_file()?,
+                _ => opts
+                    .create("uffd-conform")
+                    .map_err(|e| match e {
+                        memfd::Error::Create(io) => errno_of(io),
+                        memfd::Error::AddSeals(io) | memfd::Error::GetSeals(io) => errno_of(io),
+                    })?
+                    .into_file(),
+            };
+            fd.set_len(len as u64).map_err(errno_of)?;
             let flags = if memory.is_shared() {
                 MapFlags::MAP_SHARED
             } else {
@@ -202,7 +219,7 @@ impl Area {
                     length,
                     prot,
                     flags | fixed_flag,
-                    fd.as_file().as_fd(),
+                    fd.as_fd(),
                     0,
                 )
             }?;
@@ -213,7 +230,7 @@ impl Area {
             page_size,
             pages,
             base,
-            memfd,
+            file,
             alias: None,
         };
         if thp {
@@ -242,9 +259,9 @@ impl Area {
         self.base() + page * self.page_size
     }
 
-    /// The memfd behind the area, if any.
+    /// The file behind the area (a memfd, or the ramfs file), if any.
     pub fn memfd_raw(&self) -> Option<i32> {
-        self.memfd.as_ref().map(|m| m.as_file().as_raw_fd())
+        self.file.as_ref().map(|f| f.as_raw_fd())
     }
 
     /// A second MAP_SHARED mapping of the area's file, not registered with userfaultfd.
@@ -252,7 +269,7 @@ impl Area {
         if let Some((a, _)) = self.alias {
             return Ok(a.as_ptr() as usize);
         }
-        let fd = self.memfd.as_ref().ok_or(Errno::EINVAL)?;
+        let fd = self.file.as_ref().ok_or(Errno::EINVAL)?;
         let length = std::num::NonZeroUsize::new(self.len()).ok_or(Errno::EINVAL)?;
         // SAFETY: a fresh shared mapping of our own memfd.
         let a = unsafe {
@@ -261,7 +278,7 @@ impl Area {
                 length,
                 ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
                 MapFlags::MAP_SHARED,
-                fd.as_file().as_fd(),
+                fd.as_fd(),
                 0,
             )
         }?;

@@ -4,6 +4,7 @@ pub(crate) mod features;
 pub(crate) mod memcg;
 pub(crate) mod memory;
 pub(crate) mod mm;
+pub(crate) mod mount;
 pub(crate) mod pagemap;
 pub(crate) mod pin;
 pub mod probe;

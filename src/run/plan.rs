@@ -178,7 +178,9 @@ fn plan_one(case: Arc<LoadedCase>, memory: MemoryType) -> PlannedTrial {
                 &|op| matches!(op, Op::Continue(i) if i.wp),
             ),
         // PFNs (KSM merges, kpageflags) are zero for unprivileged readers.
+        // The ramfs is mounted in the trial's own mount namespace (CAP_SYS_ADMIN).
         needs_root: c.needs.contains(&Need::Root)
+            || memory == MemoryType::Ramfs
             || any_step(&c.steps, memory, &|op| {
                 matches!(
                     op,

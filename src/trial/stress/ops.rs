@@ -165,7 +165,7 @@ fn one(
                         MemoryType::ShmemPrivate | MemoryType::HugetlbPrivate => {
                             data.iter_mut().for_each(|d| **d = 0)
                         }
-                        MemoryType::Shmem | MemoryType::Hugetlb => {}
+                        MemoryType::Shmem | MemoryType::Hugetlb | MemoryType::Ramfs => {}
                     }
                     // With the range's locks still held nothing else changes its protection:
                     // the zap must have kept it exactly (as markers on file memory).
