@@ -30,6 +30,13 @@ pub fn ro_pin(
     via: PinVia,
 ) -> Result<Verified, Vec<Mismatch>> {
     if via == PinVia::ProcessVmReadv {
+        if let Some(&p) = pages.first() {
+            if crate::kernel::pin::read_pinned(area.page_addr(p), 0) == Err(nix::errno::Errno::ENOSYS) {
+                return Ok(Verified::Declined(
+                    "process_vm_readv(2) is ENOSYS: a kernel without CONFIG_CROSS_MEMORY_ATTACH".into(),
+                ));
+            }
+        }
         let pin = |p: usize| {
             crate::kernel::pin::read_pinned(area.page_addr(p), area.page_size)
                 .map_err(|e| format!("process_vm_readv of page {p}: {}", e.desc()))
