@@ -550,6 +550,9 @@ fn validate_step(case: &Case, step: &Step, in_child: bool) -> Result<(), String>
                 return Err("`page_tables` either marks (`mark: true`) or checks growth (`grown_at_most_kb`, `grown_at_least_kb`)".into());
             }
         }
+        Op::Write(a) | Op::Read(a) if a.within_ms.is_some() && !a.thread => {
+            return Err("`within_ms` is how long a `thread: true` access is waited for: this access runs in the step's own thread".into())
+        }
         Op::Write(a) | Op::Read(a) if a.thread && in_child => {
             return Err("a fork child cannot start threads".into())
         }

@@ -157,6 +157,10 @@ pub struct Access {
     /// `resolve: never`) is waited for by a later `join` step.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub thread: bool,
+    /// With `thread`: how long the step waits for the thread to finish (default 5000 ms). A
+    /// thread still running after it is left to a later `join` or to the trial's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within_ms: Option<u64>,
 }
 
 /// A one-byte write at an offset into a page (for EXACT_ADDRESS and sub-page writes).

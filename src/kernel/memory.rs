@@ -213,16 +213,7 @@ impl Area {
                 MapFlags::MAP_PRIVATE
             };
             // SAFETY: a fresh mapping of a file only this trial uses (over our reservation).
-            let base = unsafe {
-                mmap(
-                    at,
-                    length,
-                    prot,
-                    flags | fixed_flag,
-                    fd.as_fd(),
-                    0,
-                )
-            }?;
+            let base = unsafe { mmap(at, length, prot, flags | fixed_flag, fd.as_fd(), 0) }?;
             (base, Some(fd))
         };
         let area = Area {

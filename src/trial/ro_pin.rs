@@ -31,9 +31,12 @@ pub fn ro_pin(
 ) -> Result<Verified, Vec<Mismatch>> {
     if via == PinVia::ProcessVmReadv {
         if let Some(&p) = pages.first() {
-            if crate::kernel::pin::read_pinned(area.page_addr(p), 0) == Err(nix::errno::Errno::ENOSYS) {
+            if crate::kernel::pin::read_pinned(area.page_addr(p), 0)
+                == Err(nix::errno::Errno::ENOSYS)
+            {
                 return Ok(Verified::Declined(
-                    "process_vm_readv(2) is ENOSYS: a kernel without CONFIG_CROSS_MEMORY_ATTACH".into(),
+                    "process_vm_readv(2) is ENOSYS: a kernel without CONFIG_CROSS_MEMORY_ATTACH"
+                        .into(),
                 ));
             }
         }

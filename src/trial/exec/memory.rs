@@ -85,7 +85,7 @@ impl Trial {
         });
         let tid = tid_rx.recv().unwrap_or(0);
         let pending = self.resolve == Resolve::Never;
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_millis(a.within_ms.unwrap_or(5000));
         while !thread.is_finished()
             && (!pending || self.handler.mark().0 == mark.0)
             && Instant::now() < deadline
