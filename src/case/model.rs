@@ -216,6 +216,9 @@ pub enum Advice {
     Unmergeable,
     PopulateRead,
     PopulateWrite,
+    /// MADV_HWPOISON: takes the pages' frames out of service for good (memory failure
+    /// injection; CAP_SYS_ADMIN). Runs only on a disposable machine (the VM guest).
+    Hwpoison,
 }
 
 impl Advice {
@@ -234,6 +237,7 @@ impl Advice {
             Advice::Unmergeable => libc::MADV_UNMERGEABLE,
             Advice::PopulateRead => 22,  // MADV_POPULATE_READ (5.14)
             Advice::PopulateWrite => 23, // MADV_POPULATE_WRITE (5.14)
+            Advice::Hwpoison => libc::MADV_HWPOISON,
         }
     }
 }

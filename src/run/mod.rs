@@ -114,6 +114,11 @@ fn stall_cap() -> Duration {
         .unwrap_or(Duration::MAX)
 }
 
+/// The environment variable that marks a machine whose memory the suite may damage for good
+/// (MADV_HWPOISON): the `uffd-conform vm` guest sets it; elsewhere such trials skip, because
+/// the host must be left as found.
+pub const DISPOSABLE_ENV: &str = "UFFD_CONFORM_DISPOSABLE";
+
 /// The environment variable that stops a run after this many failed trials (the trials not
 /// started yet get no result): `ci/mutate` needs a few killing trials, not all of them.
 pub const MAX_FAILURES_ENV: &str = "UFFD_CONFORM_MAX_FAILURES";

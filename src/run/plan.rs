@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::case::model::{Need, RegisterMode, RunAs};
+use super::DISPOSABLE_ENV;
+use crate::case::model::{Advice, Need, RegisterMode, RunAs};
 use crate::case::{LoadedCase, Op};
 use crate::kernel::features::{mask, Feature};
 use crate::kernel::memory::MemoryType;
@@ -37,6 +38,8 @@ pub struct PlannedTrial {
     pub needs_root: bool,
     /// Turns a swap device off: runs while no other trial swaps.
     pub uses_swapoff: bool,
+    /// Damages memory for good (MADV_HWPOISON): only on a disposable machine.
+    pub needs_disposable: bool,
 }
 
 impl PlannedTrial {
@@ -69,6 +72,11 @@ impl PlannedTrial {
         }
         if self.uses_continue_wp && !probe.continue_mode_wp {
             return Some("kernel's UFFDIO_CONTINUE lacks UFFDIO_CONTINUE_MODE_WP (6.4)".into());
+        }
+        if self.needs_disposable && std::env::var_os(DISPOSABLE_ENV).is_none() {
+            return Some(format!(
+                "MADV_HWPOISON takes page frames out of service for good: only on a disposable machine (the `uffd-conform vm` guest, or {DISPOSABLE_ENV}=1)"
+            ));
         }
         if self.needs_root && !probe.is_root {
             return Some("needs root (run the suite as root)".into());
@@ -168,6 +176,11 @@ fn plan_one(case: Arc<LoadedCase>, memory: MemoryType) -> PlannedTrial {
                 matches!(op, Op::SwapOut(_) | Op::Swapoff(_))
             }),
         uses_swapoff: any_step(&c.steps, memory, &|op| matches!(op, Op::Swapoff(_))),
+        needs_disposable: any_step(
+            &c.steps,
+            memory,
+            &|op| matches!(op, Op::Madvise(m) if m.advice == Advice::Hwpoison),
+        ),
         needs_ksm: any_step(&c.steps, memory, &|op| matches!(op, Op::KsmMerge(_))),
         needs_thp: c.thp,
         uses_scan: any_step(&c.steps, memory, &|op| matches!(op, Op::Scan(_))),
@@ -186,6 +199,7 @@ fn plan_one(case: Arc<LoadedCase>, memory: MemoryType) -> PlannedTrial {
                     op,
                     Op::KsmMerge(_) | Op::Collapse(_) | Op::Migrate(_) | Op::Swapoff(_)
                 ) || matches!(op, Op::RoPin(r) if r.unshares)
+                    || matches!(op, Op::Madvise(m) if m.advice == Advice::Hwpoison)
                     || matches!(op, Op::Pagemap(p) if p.huge.is_some())
             }),
         case,

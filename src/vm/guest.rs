@@ -151,6 +151,8 @@ fn setup_and_run() -> Result<i32, String> {
     }
     let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
     let mut suite = Command::new(exe);
+    // The guest is thrown away after the run: trials may damage its memory (MADV_HWPOISON).
+    suite.env(crate::run::DISPOSABLE_ENV, "1");
     if let Some(ms) = config.trial_timeout_ms {
         suite.env(crate::run::STALL_ENV, ms.to_string());
     }

@@ -9,8 +9,8 @@ use nix::errno::Errno;
 
 use super::state::{gettid, Ran, StepOutcome, Trial};
 use crate::case::model::{
-    Access, ErrnoName, Join, KernelWrite, Madvise, Mremap, Munmap, PageTables, PinPages, Poke,
-    ProcMemWrite, PunchHole, Resolve,
+    Access, Advice, ErrnoName, Join, KernelWrite, Madvise, Mremap, Munmap, PageTables, PinPages,
+    Poke, ProcMemWrite, PunchHole, Resolve,
 };
 use crate::case::pages::Pages;
 use crate::kernel::pin::Pin;
@@ -202,6 +202,12 @@ impl Trial {
     pub(super) fn madvise(&self, m: &Madvise, ctx: &Context) -> Ran {
         let pages = pages_of(&self.area, &m.pages);
         let r = memops::madvise(&self.area, &pages, m.advice);
+        if m.advice == Advice::Hwpoison && r == Err(Errno::EINVAL) && m.errno.is_none() {
+            // madvise() knows MADV_HWPOISON only with CONFIG_MEMORY_FAILURE.
+            return Ran::Final(StepOutcome::Skip(
+                "MADV_HWPOISON is EINVAL: the kernel has no memory-failure injection (CONFIG_MEMORY_FAILURE)".into(),
+            ));
+        }
         let call = format!("madvise({:?})", m.advice);
         let runs = self.runs_payload(&pages);
         let checked = if m.may_fail {
