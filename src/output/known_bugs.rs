@@ -730,7 +730,8 @@ mod tests {
                 ids,
                 [
                     "ksm-merge-drops-uffd-wp",
-                    "writeprotect-enomem-lost-past-pud"
+                    "writeprotect-enomem-lost-past-pud",
+                    "hugetlb-reregister-without-wp-livelock"
                 ],
                 "{r}"
             );
