@@ -453,8 +453,8 @@ fn validate_stress(
     if has(O::Migrate) && !case.needs.contains(&super::model::Need::Root) {
         return Err("`migrate` moves pages with MPOL_MF_MOVE_ALL (also those a fork child shares), which needs root: add `needs: [root]`".into());
     }
-    if has(O::Scan) && !feature(F::WpAsync) {
-        return Err("`scan` checks PAGEMAP_SCAN's written set, which only `features: [wp_async]` areas have".into());
+    if (has(O::Scan) || has(O::ScanProtect)) && !feature(F::WpAsync) {
+        return Err("`scan` and `scan_protect` check PAGEMAP_SCAN's written set, which only `features: [wp_async]` areas have".into());
     }
     if has(O::Mremap) && (has(O::Pageout) || has(O::Close)) {
         return Err("`mremap` moves the area away for a moment: `pageout` (which takes no lock) would find a hole, and `close` would leave nothing to register again".into());

@@ -32,6 +32,11 @@ pub struct Stress {
     /// (default 3000 ms, not scaled).
     #[serde(default = "default_stall_ms")]
     pub stall_ms: u64,
+    /// Every page starts write-protected (UFFDIO_WRITEPROTECT of the area after the first
+    /// write) rather than unprotected (default false). Without writers, no page is then ever
+    /// writable again on memory whose unprotect leaves ptes read-only (hugetlb).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub start_protected: bool,
     /// Meta-tests only: break one invariant on purpose, to show its check fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sabotage: Option<Sabotage>,
@@ -159,10 +164,13 @@ pub enum StressOp {
     /// model, mid-run (a racing migration leaves migration entries for it to read).
     Pagemap,
     /// PAGEMAP_SCAN of a range under its protection locks, with `wp_async` only: the WRITTEN
-    /// set must be the pages not protected since written. Every other time it also asks
-    /// PM_SCAN_WP_MATCHING|PM_SCAN_CHECK_WPASYNC, which protects the written pages: the whole
-    /// range is then protected.
+    /// set must be the pages not protected since written.
     Scan,
+    /// As `scan`, with PM_SCAN_WP_MATCHING|PM_SCAN_CHECK_WPASYNC: the written pages are
+    /// protected too, so the whole range is protected after it. (Racing `migrate` and a writer
+    /// it meets a kernel bug in 6.12: a writable migration entry protected this way comes back
+    /// writable and unprotected; docs/mutation/README.md, "Session 3".)
+    ScanProtect,
     /// With every lock held: mremap(2) of the whole area to a fresh address and back. Without
     /// UFFD_FEATURE_EVENT_REMAP the moved area is no longer registered and loses its
     /// protection; it is registered again, unprotected.

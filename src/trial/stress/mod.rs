@@ -170,6 +170,22 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
         unsafe { model::write_page(shared.page_addr(p), input.page_size, p, 1) };
         *Shared::lock(&shared.data[p]) = 1;
     }
+    if stress.start_protected {
+        let len = input.pages * input.page_size;
+        if let Err(e) = input
+            .uffd
+            .writeprotect(input.base, len, UFFDIO_WRITEPROTECT_MODE_WP)
+        {
+            return Outcome::Failed(vec![mismatch(
+                "UFFDIO_WRITEPROTECT of the area (start_protected)",
+                "success",
+                e.desc().to_string(),
+            )]);
+        }
+        for w in &shared.wp {
+            *Shared::lock(w) = true;
+        }
+    }
 
     for round in 0..stress.rounds {
         shared.stop.store(false, Ordering::SeqCst);

@@ -5,7 +5,7 @@
 use nix::errno::Errno;
 
 use super::env::Env;
-use super::model::{Rng, Shared};
+use super::model::Shared;
 use crate::kernel::uapi::*;
 use crate::trial::memops::mismatch;
 
@@ -42,11 +42,10 @@ pub fn pagemap(shared: &Shared, env: &Env, range: std::ops::Range<usize>) -> Str
 }
 
 /// PAGEMAP_SCAN of the range (WP_ASYNC): the WRITTEN set must be the pages the model has
-/// unprotected; every other call also protects what it reports (PM_SCAN_WP_MATCHING), after
+/// unprotected; with `protect` it also protects what it reports (PM_SCAN_WP_MATCHING), after
 /// which the whole range is protected.
-pub fn scan(shared: &Shared, env: &Env, range: std::ops::Range<usize>, rng: &mut Rng) -> String {
+pub fn scan(shared: &Shared, env: &Env, range: std::ops::Range<usize>, protect: bool) -> String {
     let mut wp = shared.lock_wp(range.clone());
-    let protect = rng.below(2) == 0;
     let arg = PmScanArg {
         start: shared.page_addr(range.start) as u64,
         end: shared.page_addr(range.end) as u64,

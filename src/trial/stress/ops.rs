@@ -209,7 +209,8 @@ fn one(
         StressOp::Migrate => relocate::migrate(shared, env, first, count),
         StressOp::Mremap => relocate::mremap(shared, env),
         StressOp::Pagemap => observe::pagemap(shared, env, range),
-        StressOp::Scan => observe::scan(shared, env, range, rng),
+        StressOp::Scan => observe::scan(shared, env, range, false),
+        StressOp::ScanProtect => observe::scan(shared, env, range, true),
         StressOp::Copy => {
             let mut seq = Shared::lock(&shared.data[first]);
             let mut wp = Shared::lock(&shared.wp[first]);
