@@ -453,6 +453,9 @@ fn validate_stress(
     if has(O::Migrate) && !case.needs.contains(&super::model::Need::Root) {
         return Err("`migrate` moves pages with MPOL_MF_MOVE_ALL (also those a fork child shares), which needs root: add `needs: [root]`".into());
     }
+    if has(O::Pagemap) && memory.iter().any(|m| m.is_hugetlb()) {
+        return Err("`pagemap` reads hugetlb entries without the page table lock, so a racing migration's transient none entry shows (limit `memory` to anon or shmem; the quiescent checks read hugetlb pagemap)".into());
+    }
     if (has(O::Scan) || has(O::ScanProtect)) && !feature(F::WpAsync) {
         return Err("`scan` and `scan_protect` check PAGEMAP_SCAN's written set, which only `features: [wp_async]` areas have".into());
     }
