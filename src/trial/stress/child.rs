@@ -108,9 +108,12 @@ fn check_in_child(
             let mut n = unsafe { libc::pread(fd, (&mut entry as *mut u64).cast(), 8, offset) };
             // hugetlb's pagemap is read without the page table lock: a migration (the
             // parent's `migrate`) clears the entry for a moment before it writes the
-            // migration entry. A populated page reads as none only then: read again.
+            // migration entry. Where fork copied the page table (EVENT_FORK, or private
+            // memory), a page reads as none only then: read again. (Shared hugetlb without
+            // EVENT_FORK is not copied: none is its state.)
+            let copied = event_fork || !shared_memory;
             let mut tries = 0;
-            while hugetlb && n == 8 && entry == 0 && tries < 1000 {
+            while hugetlb && copied && n == 8 && entry == 0 && tries < 200 {
                 tries += 1;
                 // SAFETY: as above; sched_yield has no arguments.
                 unsafe {
