@@ -216,7 +216,18 @@ fn run_in_debian_vm(filter: &str, want: &str) -> Result<Completion, Failed> {
     std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
     let (json, junit) = (tmp.join("vm.json"), tmp.join("vm.xml"));
     let out = cli()
-        .args(["vm", "--bisect", "--timeout", "600", "-f", filter])
+        // Two NUMA nodes (the default, said here): migration cases and the stress cases'
+        // `migrate` op skip on one.
+        .args([
+            "vm",
+            "--bisect",
+            "--timeout",
+            "600",
+            "--numa-nodes",
+            "2",
+            "-f",
+            filter,
+        ])
         .arg("--kernel")
         .arg(kernel.join("vmlinuz"))
         .arg("--modules")

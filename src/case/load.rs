@@ -462,8 +462,22 @@ fn validate_stress(
                 .into(),
         );
     }
-    if has(O::Fork) && memory.contains(&MemoryType::HugetlbPrivate) {
-        return Err("`fork` races copy-on-write of huge pages the pool may not have: not on hugetlb-private (limit with `only`)".into());
+    // A parent's write to a private huge page a live child shares copies it: the pool (twice
+    // the area for hugetlb-private) has a spare page for each only when every page counts.
+    if has(O::Fork) && memory.contains(&MemoryType::HugetlbPrivate) && case.huge_pages.is_some() {
+        return Err("`fork` races copy-on-write of huge pages: on hugetlb-private the pool needs a spare page for each page, so not with `huge_pages` (or limit with `only`)".into());
+    }
+    if has(O::Migrate) && !case.needs.contains(&super::model::Need::Root) {
+        return Err("`migrate` moves pages with MPOL_MF_MOVE_ALL (also those a fork child shares), which needs root: add `needs: [root]`".into());
+    }
+    if has(O::Pagemap) && memory.iter().any(|m| m.is_hugetlb()) {
+        return Err("`pagemap` reads hugetlb entries without the page table lock, so a racing migration's transient none entry shows (limit `memory` to anon or shmem; the quiescent checks read hugetlb pagemap)".into());
+    }
+    if (has(O::Scan) || has(O::ScanProtect)) && !feature(F::WpAsync) {
+        return Err("`scan` and `scan_protect` check PAGEMAP_SCAN's written set, which only `features: [wp_async]` areas have".into());
+    }
+    if has(O::Mremap) && (has(O::Pageout) || has(O::Close)) {
+        return Err("`mremap` moves the area away for a moment: `pageout` (which takes no lock) would find a hole, and `close` would leave nothing to register again".into());
     }
     match s.sabotage {
         Some(_) if case.expect_failure.is_none() => {

@@ -32,6 +32,11 @@ pub struct Stress {
     /// (default 3000 ms, not scaled).
     #[serde(default = "default_stall_ms")]
     pub stall_ms: u64,
+    /// Every page starts write-protected (UFFDIO_WRITEPROTECT of the area after the first
+    /// write) rather than unprotected (default false). Without writers, no page is then ever
+    /// writable again on memory whose unprotect leaves ptes read-only (hugetlb).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub start_protected: bool,
     /// Meta-tests only: break one invariant on purpose, to show its check fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sabotage: Option<Sabotage>,
@@ -100,6 +105,15 @@ pub struct Worker {
     /// random page.
     #[serde(default = "default_span")]
     pub span: usize,
+    /// Ranges start at a multiple of this many pages and cover a multiple of it (default 1):
+    /// 512 makes every range of a 4 KiB-page area whole transparent huge pages (a PMD is
+    /// protected, migrated or mprotected whole, not split).
+    #[serde(default = "default_align")]
+    pub align: usize,
+}
+
+fn default_align() -> usize {
+    1
 }
 
 fn default_count() -> u32 {
@@ -141,6 +155,26 @@ pub enum StressOp {
     /// uffd while other threads may be blocked on faults (they must all complete). uffd
     /// ioctls racing it may fail once it is closed.
     Close,
+    /// move_pages(2) of a range to another NUMA node (the node after the first page's own).
+    /// Migration changes neither contents nor protection, so it takes no model lock and races
+    /// everything; pages the kernel does not move (busy, no memory, not present) are counted,
+    /// not failures. Needs two NUMA nodes with memory (the trial skips otherwise) and root.
+    Migrate,
+    /// Reads pagemap bit 57 of a range under its protection locks and compares it with the
+    /// model, mid-run (a racing migration leaves migration entries for it to read).
+    Pagemap,
+    /// PAGEMAP_SCAN of a range under its protection locks, with `wp_async` only: the WRITTEN
+    /// set must be the pages not protected since written.
+    Scan,
+    /// As `scan`, with PM_SCAN_WP_MATCHING|PM_SCAN_CHECK_WPASYNC: the written pages are
+    /// protected too, so the whole range is protected after it. (Racing `migrate` and a writer
+    /// it meets a kernel bug in 6.12: a writable migration entry protected this way comes back
+    /// writable and unprotected; docs/mutation/README.md, "Session 3".)
+    ScanProtect,
+    /// With every lock held: mremap(2) of the whole area to a fresh address and back. Without
+    /// UFFD_FEATURE_EVENT_REMAP the moved area is no longer registered and loses its
+    /// protection; it is registered again, unprotected.
+    Mremap,
 }
 
 /// A deliberate break of one invariant (meta-tests).

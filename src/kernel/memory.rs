@@ -86,7 +86,7 @@ pub const PMD_SIZE: usize = 2 << 20;
 pub const PUD_SIZE: usize = 1 << 30;
 
 /// Reserves `len` bytes of address space aligned to `align` (PROT_NONE), for MAP_FIXED.
-fn reserve(len: usize, align: usize) -> Result<usize, Errno> {
+pub fn reserve(len: usize, align: usize) -> Result<usize, Errno> {
     let total = len + align;
     // SAFETY: a fresh PROT_NONE reservation; trimmed below to exactly `len` bytes.
     let raw = unsafe {

@@ -42,8 +42,14 @@ pub fn read_into(fd: RawFd, addr: usize, len: usize) -> Result<usize, Errno> {
 const MPOL_MF_MOVE_ALL: libc::c_int = 1 << 2;
 
 /// move_pages(2) on this process: with `nodes`, moves each page at `addrs` to its node;
-/// without, reports each page's node. Returns the per-page status.
+/// without, reports each page's node. Returns the per-page status (a node, or a negative
+/// errno for a page not moved).
 pub fn move_pages(addrs: &[usize], nodes: Option<&[i32]>) -> Result<Vec<i32>, String> {
+    move_pages_errno(addrs, nodes).map_err(|e| format!("move_pages(2): {e:?} ({})", e.desc()))
+}
+
+/// As [`move_pages`], failing with the call's errno.
+pub fn move_pages_errno(addrs: &[usize], nodes: Option<&[i32]>) -> Result<Vec<i32>, Errno> {
     let addrs: Vec<*mut libc::c_void> = addrs.iter().map(|&a| a as *mut libc::c_void).collect();
     let mut status = vec![0i32; addrs.len()];
     // SAFETY: the arrays have addrs.len() entries and outlive the call.
@@ -59,10 +65,57 @@ pub fn move_pages(addrs: &[usize], nodes: Option<&[i32]>) -> Result<Vec<i32>, St
         )
     };
     if ret < 0 {
-        let e = Errno::last();
-        return Err(format!("move_pages(2): {e:?} ({})", e.desc()));
+        return Err(Errno::last());
     }
     Ok(status)
+}
+
+/// mremap(2) of `len` bytes at `old` to exactly `new` (MREMAP_MAYMOVE|MREMAP_FIXED, which
+/// replaces whatever is mapped there).
+pub fn mremap_fixed(old: usize, len: usize, new: usize) -> Result<(), Errno> {
+    // SAFETY: the caller owns both ranges; the kernel checks them.
+    let r = unsafe {
+        libc::mremap(
+            old as *mut libc::c_void,
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            new as *mut libc::c_void,
+        )
+    };
+    if r == libc::MAP_FAILED {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
+/// A PROT_NONE placeholder of `len` bytes at exactly `addr`, failing (EEXIST) rather than
+/// replacing anything mapped there (MAP_FIXED_NOREPLACE).
+pub fn placeholder_at(addr: usize, len: usize) -> Result<(), Errno> {
+    // SAFETY: a fresh anonymous mapping that replaces nothing.
+    let r = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE
+                | libc::MAP_ANONYMOUS
+                | libc::MAP_NORESERVE
+                | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    if r == libc::MAP_FAILED {
+        return Err(Errno::last());
+    }
+    if r as usize != addr {
+        // Kernels before 4.17 ignore the flag and map elsewhere.
+        // SAFETY: the mapping just made, nobody else's.
+        unsafe { libc::munmap(r, len) };
+        return Err(Errno::EEXIST);
+    }
+    Ok(())
 }
 
 /// fallocate(2) PUNCH_HOLE|KEEP_SIZE of `len` bytes at `offset` of the file `fd`.

@@ -10,6 +10,15 @@ use crate::trial::stress::{self, Input, Outcome};
 
 impl Trial {
     pub(super) fn stress(&mut self, s: &Stress) -> StepOutcome {
+        let migrates = s
+            .threads
+            .iter()
+            .any(|w| w.ops.contains(&crate::case::stress::StressOp::Migrate));
+        if migrates && crate::trial::migrate::memory_nodes().len() < 2 {
+            return StepOutcome::Skip(
+                "`migrate` needs two NUMA nodes with memory, and this machine has one (`uffd-conform vm --numa-nodes 2` boots a two-node guest)".into(),
+            );
+        }
         self.handler.stop();
         let input = Input {
             uffd: self.uffd.clone(),

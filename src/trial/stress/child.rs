@@ -37,6 +37,7 @@ pub fn fork(shared: &Shared, env: &Env) -> String {
     let closed = shared.closed.load(Ordering::SeqCst);
     let base_page = crate::kernel::pagemap::base_page_size();
     let shared_memory = env.memory.is_shared();
+    let hugetlb = env.memory.is_hugetlb();
     // The child allocates nothing (see raw_fork).
     let pid = match crate::kernel::process::raw_fork() {
         Ok(nix::unistd::ForkResult::Child) => 0,
@@ -50,7 +51,7 @@ pub fn fork(shared: &Shared, env: &Env) -> String {
             &wp,
             env.event_fork,
             closed,
-            shared_memory,
+            (shared_memory, hugetlb),
             base_page,
         );
         // SAFETY: writing a plain struct to the pipe, then leaving without unwinding.
@@ -87,7 +88,7 @@ fn check_in_child(
     wp: &[std::sync::MutexGuard<'_, bool>],
     event_fork: bool,
     closed: bool,
-    shared_memory: bool,
+    (shared_memory, hugetlb): (bool, bool),
     base_page: usize,
 ) -> ChildReport {
     let path = c"/proc/self/pagemap";
@@ -104,7 +105,22 @@ fn check_in_child(
             let mut entry = 0u64;
             let offset = (shared.page_addr(p) / base_page * 8) as libc::off_t;
             // SAFETY: reading 8 bytes into `entry`.
-            let n = unsafe { libc::pread(fd, (&mut entry as *mut u64).cast(), 8, offset) };
+            let mut n = unsafe { libc::pread(fd, (&mut entry as *mut u64).cast(), 8, offset) };
+            // hugetlb's pagemap is read without the page table lock: a migration (the
+            // parent's `migrate`) clears the entry for a moment before it writes the
+            // migration entry. Where fork copied the page table (EVENT_FORK, or private
+            // memory), a page reads as none only then: read again. (Shared hugetlb without
+            // EVENT_FORK is not copied: none is its state.)
+            let copied = event_fork || !shared_memory;
+            let mut tries = 0;
+            while hugetlb && copied && n == 8 && entry == 0 && tries < 200 {
+                tries += 1;
+                // SAFETY: as above; sched_yield has no arguments.
+                unsafe {
+                    libc::sched_yield();
+                    n = libc::pread(fd, (&mut entry as *mut u64).cast(), 8, offset);
+                }
+            }
             if n != 8 {
                 return ChildReport {
                     kind: 3,

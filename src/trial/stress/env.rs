@@ -14,6 +14,10 @@ pub struct Env {
     pub modes: u64,
     pub wp_async: bool,
     pub event_fork: bool,
+    /// UFFD_FEATURE_EVENT_REMAP: the registration follows an mremap.
+    pub event_remap: bool,
+    /// The NUMA nodes with memory, for `migrate`.
+    pub nodes: Vec<i32>,
     pub sabotage: Option<Sabotage>,
     /// Forked children still running: (pid, the read end of their report pipe).
     pub children: Arc<std::sync::Mutex<Vec<(i32, std::os::fd::OwnedFd)>>>,

@@ -12,7 +12,9 @@ mod child;
 mod env;
 pub(crate) mod kmsg;
 pub(crate) mod model;
+mod observe;
 mod ops;
+mod relocate;
 pub(crate) mod serve;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -64,10 +66,10 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
     let round_ms = ((stress.round_ms as f64) * input.params.time).max(1.0) as u64;
     let wp_async = input.features & Feature::WpAsync.bit() != 0;
     let mut slots = Vec::new();
-    let mut plan = Vec::new(); // (slot, ops, span)
+    let mut plan = Vec::new(); // (slot, ops, span, align)
     for (w, worker) in stress.threads.iter().enumerate() {
         for c in 0..worker.count {
-            plan.push((slots.len(), worker.ops.clone(), worker.span));
+            plan.push((slots.len(), worker.ops.clone(), worker.span, worker.align));
             slots.push(Slot::new(format!(
                 "thread {} ({w}.{c}: {})",
                 slots.len(),
@@ -94,6 +96,9 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
         pages_verified: AtomicU64::new(0),
         eagain: AtomicU64::new(0),
         enoent: AtomicU64::new(0),
+        migrated: AtomicU64::new(0),
+        not_migrated: AtomicU64::new(0),
+        remaps: AtomicU64::new(0),
         problems: Mutex::new(Vec::new()),
         sabotage_armed: AtomicBool::new(stress.sabotage.is_some()),
         left_page: AtomicUsize::new(usize::MAX),
@@ -131,6 +136,8 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
         modes: input.modes,
         wp_async,
         event_fork: input.features & Feature::EventFork.bit() != 0,
+        event_remap: input.features & Feature::EventRemap.bit() != 0,
+        nodes: crate::trial::migrate::memory_nodes(),
         sabotage: stress.sabotage,
         children: Arc::new(Mutex::new(Vec::new())),
         pagemap: match Pagemap::open_self() {
@@ -163,16 +170,38 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
         unsafe { model::write_page(shared.page_addr(p), input.page_size, p, 1) };
         *Shared::lock(&shared.data[p]) = 1;
     }
+    if stress.start_protected {
+        let len = input.pages * input.page_size;
+        if let Err(e) = input
+            .uffd
+            .writeprotect(input.base, len, UFFDIO_WRITEPROTECT_MODE_WP)
+        {
+            return Outcome::Failed(vec![mismatch(
+                "UFFDIO_WRITEPROTECT of the area (start_protected)",
+                "success",
+                e.desc().to_string(),
+            )]);
+        }
+        for w in &shared.wp {
+            *Shared::lock(w) = true;
+        }
+    }
 
     for round in 0..stress.rounds {
         shared.stop.store(false, Ordering::SeqCst);
         let mut handles = Vec::new();
-        for (slot, ops, span) in &plan {
-            let (sh, env, ops, span, tids) = (
+        // Every thread of the round is running (its start-up mappings, e.g. the signal stack,
+        // made) before any operates: `mremap` leaves a hole where the area was for a moment,
+        // and a thread starting then could map into it.
+        let started = Arc::new(std::sync::Barrier::new(plan.len()));
+        for (slot, ops, span, align) in &plan {
+            let started = started.clone();
+            let (sh, env, ops, span, align, tids) = (
                 shared.clone(),
                 env.clone(),
                 ops.clone(),
                 *span,
+                *align,
                 tids.clone(),
             );
             let rng = Rng::new(thread_seed(seed, *slot, round));
@@ -183,13 +212,14 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
                 .name(format!("stress-{slot}"))
                 .spawn(move || {
                     Shared::lock(&tids).push(crate::trial::exec::gettid() as u64);
+                    started.wait();
                     // `close` is done once, in the first round.
                     let ops: Vec<StressOp> = ops
                         .into_iter()
                         .filter(|o| *o != StressOp::Close || (round == 0 && !closed_before))
                         .collect();
                     if !ops.is_empty() {
-                        ops::run_thread(&sh, &env, slot, &ops, span, rng, max_ops);
+                        ops::run_thread(&sh, &env, slot, &ops, (span, align), rng, max_ops);
                     }
                 });
             match spawned {
@@ -288,6 +318,20 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
         shared.enoent.load(Ordering::SeqCst),
         stress.rounds
     ));
+    let uses = |o: StressOp| stress.threads.iter().any(|w| w.ops.contains(&o));
+    if uses(StressOp::Migrate) {
+        observed.push(format!(
+            "migrate: {} pages moved to another node, {} not moved (busy, no memory or a hole)",
+            shared.migrated.load(Ordering::SeqCst),
+            shared.not_migrated.load(Ordering::SeqCst)
+        ));
+    }
+    if uses(StressOp::Mremap) {
+        observed.push(format!(
+            "mremap: the area moved away and back {} times",
+            shared.remaps.load(Ordering::SeqCst)
+        ));
+    }
     observed.push(log_note);
     Outcome::Done(observed)
 }

@@ -166,6 +166,12 @@ pub struct Shared {
     pub eagain: AtomicU64,
     /// UFFDIO_WRITEPROTECT calls retried on ENOENT (the range spanned a vma split).
     pub enoent: AtomicU64,
+    /// Pages `migrate` found on its target node after move_pages(2).
+    pub migrated: AtomicU64,
+    /// Pages `migrate` asked for that the kernel did not move (busy, no memory, a hole).
+    pub not_migrated: AtomicU64,
+    /// `mremap` operations done (the area away and back).
+    pub remaps: AtomicU64,
     /// Invariant violations found while threads run.
     pub problems: Mutex<Vec<Mismatch>>,
     /// Sabotages not used yet (meta-tests): each fires once.

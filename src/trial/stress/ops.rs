@@ -5,9 +5,9 @@ use std::sync::atomic::Ordering;
 
 use nix::errno::Errno;
 
-use super::child;
 use super::env::Env;
 use super::model::{write_page, OpRecord, Rng, Shared, SCHEDULE_DEPTH};
+use super::{child, observe, relocate};
 use crate::case::stress::{Sabotage, StressOp};
 use crate::kernel::memory::MemoryType;
 use crate::kernel::mm;
@@ -24,7 +24,7 @@ pub fn run_thread(
     env: &Env,
     slot: usize,
     ops: &[StressOp],
-    span: usize,
+    (span, align): (usize, usize),
     mut rng: Rng,
     max_ops: Option<u64>,
 ) {
@@ -34,8 +34,11 @@ pub fn run_thread(
     let mut done = 0u64;
     while !shared.stop.load(Ordering::SeqCst) && max_ops.is_none_or(|m| done < m) {
         let op = ops[rng.below(ops.len())];
-        let first = rng.below(shared.pages);
-        let count = (1 + rng.below(span.max(1))).min(shared.pages - first);
+        let align = align.clamp(1, shared.pages);
+        let first = rng.below(shared.pages) / align * align;
+        let count = (1 + rng.below(span.max(1)))
+            .next_multiple_of(align)
+            .min(shared.pages - first);
         let what = describe(op, first, count);
         *Shared::lock(&s.current) = what.clone();
         s.busy_since.store(monotonic_ns(), Ordering::SeqCst);
@@ -62,7 +65,7 @@ pub fn run_thread(
 fn describe(op: StressOp, first: usize, count: usize) -> String {
     match op {
         StressOp::Write | StressOp::Read | StressOp::Copy => format!("{op:?} page {first}"),
-        StressOp::Fork | StressOp::Close => format!("{op:?}"),
+        StressOp::Fork | StressOp::Close | StressOp::Mremap => format!("{op:?}"),
         StressOp::Collapse => format!("{op:?} around page {first}"),
         _ => format!("{op:?} pages {first}..{}", first + count),
     }
@@ -203,6 +206,11 @@ fn one(
             }
         }
         StressOp::Fork => child::fork(shared, env),
+        StressOp::Migrate => relocate::migrate(shared, env, first, count),
+        StressOp::Mremap => relocate::mremap(shared, env),
+        StressOp::Pagemap => observe::pagemap(shared, env, range),
+        StressOp::Scan => observe::scan(shared, env, range, false),
+        StressOp::ScanProtect => observe::scan(shared, env, range, true),
         StressOp::Copy => {
             let mut seq = Shared::lock(&shared.data[first]);
             let mut wp = Shared::lock(&shared.wp[first]);
