@@ -111,10 +111,11 @@ fn check_in_child(
             // migration entry. Where fork copied the page table (EVENT_FORK, or private
             // memory), a page reads as none only then: read again. (Shared hugetlb without
             // EVENT_FORK is not copied: none is its state.)
+            // The wait is bounded by time, not tries: under TCG copying a huge page takes
+            // milliseconds, far longer than a few hundred sched_yield()s.
             let copied = event_fork || !shared_memory;
-            let mut tries = 0;
-            while hugetlb && copied && n == 8 && entry == 0 && tries < 200 {
-                tries += 1;
+            let deadline = monotonic_ms() + 500;
+            while hugetlb && copied && n == 8 && entry == 0 && monotonic_ms() < deadline {
                 // SAFETY: as above; sched_yield has no arguments.
                 unsafe {
                     libc::sched_yield();
@@ -250,4 +251,15 @@ pub fn reap(shared: &Shared, env: &Env, stall_ms: u64) {
             )),
         }
     }
+}
+
+/// CLOCK_MONOTONIC in milliseconds, without allocating (the fork child may not).
+fn monotonic_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
