@@ -130,7 +130,8 @@ pub struct Area {
     alias: Option<(NonNull<libc::c_void>, usize)>,
 }
 
-fn errno_of(e: std::io::Error) -> Errno {
+/// The errno of an io::Error (EIO when it carries none).
+pub(super) fn errno_of(e: std::io::Error) -> Errno {
     Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 

@@ -253,13 +253,7 @@ pub fn reap(shared: &Shared, env: &Env, stall_ms: u64) {
     }
 }
 
-/// CLOCK_MONOTONIC in milliseconds, without allocating (the fork child may not).
+/// CLOCK_MONOTONIC in milliseconds (clock_gettime allocates nothing, as the child must not).
 fn monotonic_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    crate::trial::protocol::monotonic_ns() / 1_000_000
 }
