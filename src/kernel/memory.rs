@@ -130,8 +130,7 @@ pub struct Area {
     alias: Option<(NonNull<libc::c_void>, usize)>,
 }
 
-/// The errno of an io::Error (EIO when it carries none).
-pub(super) fn errno_of(e: std::io::Error) -> Errno {
+fn errno_of(e: std::io::Error) -> Errno {
     Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 

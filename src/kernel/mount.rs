@@ -45,7 +45,7 @@ pub fn ramfs_file() -> Result<File, Errno> {
         .mode(0o600)
         .custom_flags(libc::O_CLOEXEC)
         .open(&path)
-        .map_err(super::memory::errno_of)?;
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
     let _ = std::fs::remove_file(&path);
     Ok(file)
 }
