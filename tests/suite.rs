@@ -65,11 +65,16 @@ fn main() {
 }
 
 /// Every known-bugs entry names cases of the corpus (a renamed case must not silently drop
-/// out of the list), and schema/known-bugs.schema.json is what the types generate.
+/// out of the list) and gives each the signature of its failure (a known bug must not hide a
+/// new failure of the same trial), and schema/known-bugs.schema.json is what the types
+/// generate.
 fn known_bugs_name_real_cases(cases: &[String]) -> Result<(), Failed> {
     let known = KnownBugs::builtin()?;
     for b in &known.bugs {
         for t in &b.trials {
+            if t.message.is_none() {
+                return Err(format!("known-bugs.yaml: entry `{}` covers a trial without `message`: give the signature of its failure", b.id).into());
+            }
             if let Some(c) = t.case_name() {
                 if !cases.iter().any(|n| n == c) {
                     return Err(format!("known-bugs.yaml: entry `{}` names case `{c}`, which the corpus does not have", b.id).into());

@@ -54,8 +54,29 @@ pub struct TrialSelector {
     pub trial: Option<String>,
     /// With `case`: only these memory types.
     pub memory: Option<OneOrMany>,
-    /// Only when the failure message contains this text (e.g. the source file of a WARNING).
-    pub message: Option<String>,
+    /// The known failure's signature: text its failure message contains (one string, or a
+    /// list whose every item must appear). A failure without it is another failure, not this
+    /// bug (FAIL, not XFAIL); a pass is still XPASS.
+    pub message: Option<Signature>,
+}
+
+/// The text a known failure's message contains.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Signature {
+    /// One piece of text.
+    One(String),
+    /// Pieces of text that must all appear (e.g. the step, then what it saw).
+    All(Vec<String>),
+}
+
+impl Signature {
+    fn found_in(&self, message: &str) -> bool {
+        match self {
+            Signature::One(t) => message.contains(t.as_str()),
+            Signature::All(ts) => ts.iter().all(|t| message.contains(t.as_str())),
+        }
+    }
 }
 
 /// One memory type or a list.
@@ -318,11 +339,12 @@ impl TrialSelector {
             }
             (None, None) => false,
         };
+        // `message` is None for a pass: the signature only sorts failures.
         named
             && self
                 .message
                 .as_ref()
-                .is_none_or(|want| message.is_some_and(|m| m.contains(want.as_str())))
+                .is_none_or(|want| message.is_none_or(|m| want.found_in(m)))
     }
 
     fn check(&self) -> Result<(), String> {
@@ -679,6 +701,11 @@ mod tests {
             None,
             "another kernel problem is not this bug"
         );
+        assert_eq!(
+            hit("vm::kernel-log::console", MemoryType::Anon, None),
+            Some("warn-bug"),
+            "a pass of a trial with a signature is XPASS"
+        );
     }
 
     #[rstest]
@@ -731,7 +758,7 @@ mod tests {
                 [
                     "ksm-merge-drops-uffd-wp",
                     "writeprotect-enomem-lost-past-pud",
-                    "hugetlb-reregister-without-wp-livelock"
+                    "reregister-without-wp-keeps-uffd-wp"
                 ],
                 "{r}"
             );
