@@ -186,6 +186,10 @@ fn vm_two_nodes_run_every_migration() -> Result<Completion, Failed> {
 /// under investigation (docs/mutation/README.md); CI must not depend on a coin.
 const UNDER_INVESTIGATION: &str = "stress::migrating-huge-pages-race-fork-with-event::";
 
+/// Stress trials that race into a known kernel bug of Debian's 6.12 (known-bugs.yaml
+/// `pagemap-scan-…`): they fail in some runs, and this test judges raw verdicts (`--bisect`).
+const KNOWN_BUG_RACES: &str = "stress::migrating-pages-race-scan-protect::";
+
 /// The stress cases race threads inside the guest too (issue 15): every one passes on the
 /// Debian 6.12 kernel, which has every feature they use.
 fn vm_runs_every_stress_case() -> Result<Completion, Failed> {
@@ -193,7 +197,7 @@ fn vm_runs_every_stress_case() -> Result<Completion, Failed> {
     let names: Vec<String> = plan(&cases)
         .into_iter()
         .map(|t| t.name)
-        .filter(|n| !n.starts_with(UNDER_INVESTIGATION))
+        .filter(|n| !n.starts_with(UNDER_INVESTIGATION) && !n.starts_with(KNOWN_BUG_RACES))
         .collect();
     let filters: Vec<&str> = names.iter().map(String::as_str).collect();
     run_in_debian_vm_filters(
