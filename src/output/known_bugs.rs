@@ -54,6 +54,10 @@ pub struct TrialSelector {
     pub trial: Option<String>,
     /// With `case`: only these memory types.
     pub memory: Option<OneOrMany>,
+    /// The bug shows in some runs of the trial only (a race): its passes are expected and
+    /// reported quietly, and tools that compare runs (`ci/mutate`) treat the trial as flaky.
+    #[serde(default)]
+    pub race: bool,
     /// The known failure's signature: text its failure message contains (one string, or a
     /// list whose every item must appear). A failure without it is another failure, not this
     /// bug (FAIL, not XFAIL); a pass is still XPASS.
@@ -373,6 +377,13 @@ impl KnownBug {
         self.kernels.iter().any(|m| m.matches(k)) && !self.except.iter().any(|m| m.matches(k))
     }
 
+    /// Whether a selector naming this trial says the bug is a race there.
+    pub fn race_in(&self, trial: &str, memory: MemoryType) -> bool {
+        self.trials
+            .iter()
+            .any(|s| s.race && s.matches(trial, memory, None))
+    }
+
     /// Whether the entry covers this trial (and its failure message, for `message` selectors).
     pub fn covers(&self, trial: &str, memory: MemoryType, message: Option<&str>) -> bool {
         self.trials
@@ -447,6 +458,9 @@ pub struct KnownBugMatch {
     /// A link to the bug report or fix, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// The bug is a race in this trial: a pass says nothing about a fix.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub race: bool,
 }
 
 impl From<&KnownBug> for KnownBugMatch {
@@ -455,6 +469,7 @@ impl From<&KnownBug> for KnownBugMatch {
             id: b.id.clone(),
             summary: b.summary.clone(),
             link: b.link(),
+            race: false,
         }
     }
 }
@@ -758,7 +773,9 @@ mod tests {
                 [
                     "ksm-merge-drops-uffd-wp",
                     "writeprotect-enomem-lost-past-pud",
-                    "reregister-without-wp-keeps-uffd-wp"
+                    "reregister-without-wp-keeps-uffd-wp",
+                    "pagemap-scan-wp-loses-protection-of-migrating-page",
+                    "pagemap-scan-hugetlb-misses-written-page-under-migration"
                 ],
                 "{r}"
             );
