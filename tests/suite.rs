@@ -175,21 +175,11 @@ fn vm_two_nodes_run_every_migration() -> Result<Completion, Failed> {
     )
 }
 
-/// Stress trials left out of the VM test: they fail now and then on the Debian 6.12.118 cloud
-/// kernel (a fork child with EVENT_FORK finds a page unprotected in about 3 of 10 boots) and
-/// never on the campaign's tinyconfig build of the same source (11 boots). Kernel or model:
-/// under investigation (docs/mutation/README.md); CI must not depend on a coin.
-const UNDER_INVESTIGATION: &str = "stress::migrating-huge-pages-race-fork-with-event::";
-
 /// The stress cases race threads inside the guest too (issue 15): every one passes on the
 /// Debian 6.12 kernel, which has every feature they use.
 fn vm_runs_every_stress_case() -> Result<Completion, Failed> {
     let cases = load_path(&root().join("cases/stress")).map_err(|_| "cannot load cases/stress")?;
-    let names: Vec<String> = plan(&cases)
-        .into_iter()
-        .map(|t| t.name)
-        .filter(|n| !n.starts_with(UNDER_INVESTIGATION))
-        .collect();
+    let names: Vec<String> = plan(&cases).into_iter().map(|t| t.name).collect();
     let filters: Vec<&str> = names.iter().map(String::as_str).collect();
     run_in_debian_vm_filters(
         &filters,
