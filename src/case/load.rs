@@ -420,15 +420,13 @@ fn validate_stress(
     if s.threads.is_empty() || s.threads.iter().any(|w| w.ops.is_empty() || w.count == 0) {
         return Err("`stress` needs threads, each with at least one op and a count above 0".into());
     }
-    if s
-        .threads
+    if s.threads
         .iter()
         .any(|w| w.span == 0 || w.ranges.iter().any(|r| r.span == 0))
     {
         return Err("`span` must be at least 1".into());
     }
-    if s
-        .threads
+    if s.threads
         .iter()
         .any(|w| !w.ranges.is_empty() && (!w.cycle || w.ranges.len() != w.ops.len()))
     {
