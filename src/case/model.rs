@@ -275,6 +275,10 @@ pub struct Munmap {
     /// e.g. `[{event: unmap}]` with UFFD_FEATURE_EVENT_UNMAP.
     #[serde(default)]
     pub events: Faults,
+    /// Then map fresh private anonymous memory (not registered) at the same pages: a page
+    /// table that outlived the unmap (its neighbours are still mapped) shows what it kept.
+    #[serde(default)]
+    pub then_map_anon: bool,
 }
 
 /// mremap(2) of the whole area to a new address (MREMAP_MAYMOVE|MREMAP_FIXED); later steps

@@ -89,6 +89,31 @@ pub fn mremap_fixed(old: usize, len: usize, new: usize) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Fresh private anonymous read-write memory of `len` bytes at exactly `addr`, failing
+/// (EEXIST) rather than replacing anything mapped there (MAP_FIXED_NOREPLACE).
+pub fn anon_at(addr: usize, len: usize) -> Result<(), Errno> {
+    // SAFETY: a fresh anonymous mapping that replaces nothing.
+    let r = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    if r == libc::MAP_FAILED {
+        return Err(Errno::last());
+    }
+    if r as usize != addr {
+        // SAFETY: the mapping just made, nobody else's.
+        unsafe { libc::munmap(r, len) };
+        return Err(Errno::EEXIST);
+    }
+    Ok(())
+}
+
 /// A PROT_NONE placeholder of `len` bytes at exactly `addr`, failing (EEXIST) rather than
 /// replacing anything mapped there (MAP_FIXED_NOREPLACE).
 pub fn placeholder_at(addr: usize, len: usize) -> Result<(), Errno> {

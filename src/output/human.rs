@@ -21,6 +21,11 @@ pub fn trial_line(t: &TrialRecord, verbose: bool) -> Option<String> {
             None => format!("known kernel bug `{}`: {}", k.id, k.summary),
         };
         return Some(match t.status {
+            // A race passes now and then: that says nothing about a fix.
+            Status::Xpass if k.race => format!(
+                "XPASS   {} ({ms:.0} ms): passed this run; {what} is a race here and shows in some runs only",
+                t.name
+            ),
             // Loud: the kernel may be fixed, or the entry covers too much.
             Status::Xpass => format!(
                 "XPASS   {} ({ms:.0} ms)\n    !!! passed, but {what}\n    !!! lists this kernel as failing it: is the kernel fixed? update known-bugs.yaml",

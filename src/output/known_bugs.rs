@@ -54,8 +54,33 @@ pub struct TrialSelector {
     pub trial: Option<String>,
     /// With `case`: only these memory types.
     pub memory: Option<OneOrMany>,
-    /// Only when the failure message contains this text (e.g. the source file of a WARNING).
-    pub message: Option<String>,
+    /// The bug shows in some runs of the trial only (a race): its passes are expected and
+    /// reported quietly, and tools that compare runs (`ci/mutate`) treat the trial as flaky.
+    #[serde(default)]
+    pub race: bool,
+    /// The known failure's signature: text its failure message contains (one string, or a
+    /// list whose every item must appear). A failure without it is another failure, not this
+    /// bug (FAIL, not XFAIL); a pass is still XPASS.
+    pub message: Option<Signature>,
+}
+
+/// The text a known failure's message contains.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Signature {
+    /// One piece of text.
+    One(String),
+    /// Pieces of text that must all appear (e.g. the step, then what it saw).
+    All(Vec<String>),
+}
+
+impl Signature {
+    fn found_in(&self, message: &str) -> bool {
+        match self {
+            Signature::One(t) => message.contains(t.as_str()),
+            Signature::All(ts) => ts.iter().all(|t| message.contains(t.as_str())),
+        }
+    }
 }
 
 /// One memory type or a list.
@@ -318,11 +343,12 @@ impl TrialSelector {
             }
             (None, None) => false,
         };
+        // `message` is None for a pass: the signature only sorts failures.
         named
             && self
                 .message
                 .as_ref()
-                .is_none_or(|want| message.is_some_and(|m| m.contains(want.as_str())))
+                .is_none_or(|want| message.is_none_or(|m| want.found_in(m)))
     }
 
     fn check(&self) -> Result<(), String> {
@@ -349,6 +375,13 @@ impl KnownBug {
     /// Whether the kernel has this bug, by the entry's kernel sets.
     pub fn applies_to(&self, k: &KernelId) -> bool {
         self.kernels.iter().any(|m| m.matches(k)) && !self.except.iter().any(|m| m.matches(k))
+    }
+
+    /// Whether a selector naming this trial says the bug is a race there.
+    pub fn race_in(&self, trial: &str, memory: MemoryType) -> bool {
+        self.trials
+            .iter()
+            .any(|s| s.race && s.matches(trial, memory, None))
     }
 
     /// Whether the entry covers this trial (and its failure message, for `message` selectors).
@@ -425,6 +458,9 @@ pub struct KnownBugMatch {
     /// A link to the bug report or fix, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// The bug is a race in this trial: a pass says nothing about a fix.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub race: bool,
 }
 
 impl From<&KnownBug> for KnownBugMatch {
@@ -433,6 +469,7 @@ impl From<&KnownBug> for KnownBugMatch {
             id: b.id.clone(),
             summary: b.summary.clone(),
             link: b.link(),
+            race: false,
         }
     }
 }
@@ -679,6 +716,11 @@ mod tests {
             None,
             "another kernel problem is not this bug"
         );
+        assert_eq!(
+            hit("vm::kernel-log::console", MemoryType::Anon, None),
+            Some("warn-bug"),
+            "a pass of a trial with a signature is XPASS"
+        );
     }
 
     #[rstest]
@@ -731,7 +773,9 @@ mod tests {
                 [
                     "ksm-merge-drops-uffd-wp",
                     "writeprotect-enomem-lost-past-pud",
-                    "hugetlb-reregister-without-wp-livelock"
+                    "reregister-without-wp-keeps-uffd-wp",
+                    "pagemap-scan-wp-loses-protection-of-migrating-page",
+                    "pagemap-scan-hugetlb-misses-written-page-under-migration"
                 ],
                 "{r}"
             );

@@ -541,7 +541,10 @@ impl TrialRecord {
             fail_kind: None,
             message: None,
             skip_reason: None,
-            known_bug: bug.map(KnownBugMatch::from),
+            known_bug: bug.map(|b| KnownBugMatch {
+                race: b.race_in(&r.name, r.memory),
+                ..KnownBugMatch::from(b)
+            }),
             baseline: entry.map(BaselineMatch::from),
             failure: None,
             stress: r

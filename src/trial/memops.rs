@@ -130,8 +130,14 @@ pub fn mprotect(area: &Area, pages: &[usize], prot: Prot) -> Result<(), Errno> {
     over_runs(area, pages, |addr, len| mm::mprotect(addr, len, raw))
 }
 
-pub fn munmap(area: &Area, pages: &[usize]) -> Result<(), Errno> {
-    over_runs(area, pages, mm::munmap)
+/// munmap(2) of the pages; with `then_map_anon`, fresh unregistered anonymous memory is
+/// mapped at the same addresses, so later steps see what the old page tables left there.
+pub fn munmap(area: &Area, pages: &[usize], then_map_anon: bool) -> Result<(), Errno> {
+    over_runs(area, pages, mm::munmap)?;
+    if then_map_anon {
+        over_runs(area, pages, mm::anon_at)?;
+    }
+    Ok(())
 }
 
 /// Whether the page at `addr` is resident (mincore), for memory pagemap cannot show swapped.

@@ -132,7 +132,7 @@ fn child_step(area: &Area, pagemap: &Pagemap, step: &Step) -> ChildStep {
         Op::Munmap(m) => check_errno(
             "munmap",
             None,
-            memops::munmap(area, &pages_of(area, &m.pages)),
+            memops::munmap(area, &pages_of(area, &m.pages), m.then_map_anon),
         ),
         Op::SwapOut(s) => match verified(
             memops::swap_out(area, pagemap, &pages_of(area, &s.pages)),

@@ -225,7 +225,11 @@ impl Trial {
         let pages = pages_of(&self.area, &m.pages);
         let runs = self.runs_payload(&pages);
         Ran::Checked(
-            check_errno("munmap", None, memops::munmap(&self.area, &pages)),
+            check_errno(
+                "munmap",
+                None,
+                memops::munmap(&self.area, &pages, m.then_map_anon),
+            ),
             ctx.events(&m.events, &|_| runs),
         )
     }

@@ -78,6 +78,7 @@ pub fn fork(shared: &Shared, env: &Env) -> String {
     // SAFETY: fds[0] is open and owned by nobody else.
     let read_end = unsafe { OwnedFd::from_raw_fd(fds[0]) };
     Shared::lock(&env.children).push((pid as i32, read_end));
+    Shared::lock(&shared.tasks).push(pid as u64);
     format!("child {pid}")
 }
 

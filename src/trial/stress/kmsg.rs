@@ -28,13 +28,16 @@ impl Watch {
         Watch(Ok(fd))
     }
 
-    /// A note on what was checked, and the alarming lines logged since `start`.
-    pub fn finish(self) -> (String, Vec<String>) {
+    /// A note on what was checked, and the alarming lines logged since `start` by `own`
+    /// tasks or by no task we can tell (a kernel thread may work for us). A WARNING from
+    /// another user task is another trial's: the note names it, and `uffd-conform vm`'s
+    /// whole-console check (`vm::kernel-log::console`) still judges it.
+    pub fn finish(self, own: &[u64]) -> (String, Vec<String>) {
         let fd = match self.0 {
             Ok(fd) => fd,
             Err(e) => return (format!("kernel log not checked: /dev/kmsg: {e}"), vec![]),
         };
-        let mut lines = Vec::new();
+        let mut records = Vec::new();
         let mut buf = vec![0u8; 8192];
         loop {
             // SAFETY: reading one record into `buf`.
@@ -48,13 +51,95 @@ impl Watch {
             if n == 0 {
                 break;
             }
-            let record = String::from_utf8_lossy(&buf[..n as usize]);
-            if let Some(line) = alarming(&record) {
-                lines.push(line);
+            records.push(String::from_utf8_lossy(&buf[..n as usize]).into_owned());
+        }
+        let (mut lines, mut others) = (Vec::new(), Vec::new());
+        for (i, record) in records.iter().enumerate() {
+            let Some(line) = alarming(record) else {
+                continue;
+            };
+            // The task: on the WARNING line itself, or on the "CPU: .. PID: .. Comm: .." line
+            // that follows a BUG or oops.
+            let next = || {
+                records[i + 1..]
+                    .iter()
+                    .take(8)
+                    .filter_map(|r| task_of(r.split_once(';').map_or(r.as_str(), |(_, m)| m)))
+            };
+            let task = match task_of(&line) {
+                Some((pid, None)) => Some((
+                    pid,
+                    next()
+                        .find(|(p, c)| *p == pid && c.is_some())
+                        .and_then(|(_, c)| c),
+                )),
+                Some(t) => Some(t),
+                None => next().next(),
+            };
+            match task {
+                Some((pid, comm))
+                    if !own.contains(&pid) && !kernel_thread(pid, comm.as_deref()) =>
+                {
+                    others.push(format!("{line} (task {pid}, not this trial's)"))
+                }
+                _ => lines.push(line),
             }
         }
-        ("kernel log checked: no WARNING or BUG".into(), lines)
+        let note = if others.is_empty() {
+            "kernel log checked: no WARNING or BUG".into()
+        } else {
+            format!(
+                "kernel log checked: nothing from this trial's tasks; from other trials' tasks: {}",
+                others.join("; ")
+            )
+        };
+        (note, lines)
     }
+}
+
+/// The PID (and, when the line has it, the command) a kernel log line names:
+/// `WARNING: CPU: 0 PID: 42 at ...` or `CPU: 0 UID: 0 PID: 42 Comm: name ...`.
+fn task_of(line: &str) -> Option<(u64, Option<String>)> {
+    let line = line.lines().next().unwrap_or("");
+    let (_, rest) = line.split_once("PID: ")?;
+    let pid = rest.split_whitespace().next()?.parse().ok()?;
+    let comm = rest
+        .split_once("Comm: ")
+        .and_then(|(_, c)| c.split_whitespace().next())
+        .map(str::to_string);
+    Some((pid, comm))
+}
+
+/// Whether `pid` is a kernel thread (its parent is kthreadd), which may be doing this trial's
+/// work (ksmd, kcompactd, kworkers): when it is gone, its command name tells.
+fn kernel_thread(pid: u64, comm: Option<&str>) -> bool {
+    if pid <= 2 {
+        return true;
+    }
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) state ppid ...`: the comm may hold spaces, so split after its `)`.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u64>().ok());
+        return ppid == Some(2);
+    }
+    const KERNEL: [&str; 12] = [
+        "kworker",
+        "ksmd",
+        "kcompactd",
+        "khugepaged",
+        "kswapd",
+        "migration",
+        "ksoftirqd",
+        "rcu",
+        "kthreadd",
+        "swapper",
+        "oom_reaper",
+        "kdamond",
+    ];
+    // A gone task whose name we lack: assume the worst, it may have been ours.
+    comm.is_none_or(|c| KERNEL.iter().any(|k| c.starts_with(k)))
 }
 
 /// The message of a /dev/kmsg record (`prio,seq,usec,flags;message`) when it reports a kernel
@@ -98,5 +183,26 @@ mod tests {
         )
         .is_none());
         assert!(alarming("6,3,4,-;zram0: detected capacity change").is_none());
+    }
+
+    #[test]
+    fn warnings_name_their_task() {
+        assert_eq!(
+            task_of("WARNING: CPU: 0 PID: 2707 at mm/mprotect.c:367 change_protection+0x12ab"),
+            Some((2707, None))
+        );
+        assert_eq!(
+            task_of("CPU: 1 UID: 0 PID: 42 Comm: stress-3 Not tainted 6.12.118 #1"),
+            Some((42, Some("stress-3".into())))
+        );
+        assert_eq!(task_of("kernel BUG at mm/huge_memory.c:2000!"), None);
+        assert!(kernel_thread(2, None));
+        assert!(kernel_thread(999_999_999, Some("kworker/0:1")));
+        assert!(kernel_thread(999_999_999, None), "unknown: may be ours");
+        assert!(!kernel_thread(999_999_999, Some("uffd-conform")));
+        assert!(
+            !kernel_thread(std::process::id() as u64, None),
+            "a user process"
+        );
     }
 }

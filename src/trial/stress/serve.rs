@@ -148,10 +148,14 @@ impl Serve {
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("stress-handler-{i}"))
-                    .spawn(move || match wait {
-                        _ if retry_only => ctx.retry_loop(),
-                        HandlerWait::Poll => ctx.poll_loop(&stop_rx),
-                        HandlerWait::Read => ctx.read_loop(),
+                    .spawn(move || {
+                        let tid = crate::trial::exec::gettid() as u64;
+                        Shared::lock(&ctx.shared.tasks).push(tid);
+                        match wait {
+                            _ if retry_only => ctx.retry_loop(),
+                            HandlerWait::Poll => ctx.poll_loop(&stop_rx),
+                            HandlerWait::Read => ctx.read_loop(),
+                        }
                     })?,
             );
         }
