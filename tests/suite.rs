@@ -180,12 +180,6 @@ fn vm_two_nodes_run_every_migration() -> Result<Completion, Failed> {
     )
 }
 
-/// Stress trials left out of the VM test: they fail now and then on the Debian 6.12.118 cloud
-/// kernel (a fork child with EVENT_FORK finds a page unprotected in about 3 of 10 boots) and
-/// never on the campaign's tinyconfig build of the same source (11 boots). Kernel or model:
-/// under investigation (docs/mutation/README.md); CI must not depend on a coin.
-const UNDER_INVESTIGATION: &str = "stress::migrating-huge-pages-race-fork-with-event::";
-
 /// Stress trials that race into a known kernel bug of Debian's 6.12 (known-bugs.yaml
 /// `pagemap-scan-…`): they fail in some runs, and this test judges raw verdicts (`--bisect`).
 const KNOWN_BUG_RACES: &str = "stress::migrating-pages-race-scan-protect::";
@@ -197,7 +191,7 @@ fn vm_runs_every_stress_case() -> Result<Completion, Failed> {
     let names: Vec<String> = plan(&cases)
         .into_iter()
         .map(|t| t.name)
-        .filter(|n| !n.starts_with(UNDER_INVESTIGATION) && !n.starts_with(KNOWN_BUG_RACES))
+        .filter(|n| !n.starts_with(KNOWN_BUG_RACES))
         .collect();
     let filters: Vec<&str> = names.iter().map(String::as_str).collect();
     run_in_debian_vm_filters(

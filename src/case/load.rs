@@ -420,8 +420,26 @@ fn validate_stress(
     if s.threads.is_empty() || s.threads.iter().any(|w| w.ops.is_empty() || w.count == 0) {
         return Err("`stress` needs threads, each with at least one op and a count above 0".into());
     }
-    if s.threads.iter().any(|w| w.span == 0) {
+    if s.threads
+        .iter()
+        .any(|w| w.span == 0 || w.ranges.iter().any(|r| r.span == 0))
+    {
         return Err("`span` must be at least 1".into());
+    }
+    if s.threads
+        .iter()
+        .any(|w| !w.ranges.is_empty() && (!w.cycle || w.ranges.len() != w.ops.len()))
+    {
+        return Err(
+            "`ranges` gives each op of a `cycle` its range: it needs `cycle: true` and one range per op"
+                .into(),
+        );
+    }
+    if s.threads
+        .iter()
+        .any(|w| w.cycle && w.ops.contains(&O::Close))
+    {
+        return Err("`close` is done once: not in a `cycle`".into());
     }
     if s.rounds == 0 || !(1..=8).contains(&s.handler.threads) {
         return Err("`rounds` must be at least 1 and `handler.threads` 1 to 8".into());

@@ -110,6 +110,37 @@ pub struct Worker {
     /// protected, migrated or mprotected whole, not split).
     #[serde(default = "default_align")]
     pub align: usize,
+    /// Do `ops` in their order, over and over, rather than choosing at random (default
+    /// false): a sequence that re-creates, each time round, the state a race needs (e.g.
+    /// unprotect, collapse, write, protect: an exclusive, protected, PMD-mapped THP).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cycle: bool,
+    /// With `cycle`: each op's own `span` and `align`, in the order of `ops` (default: the
+    /// worker's for every op), e.g. whole THPs for most and part of one for the op that
+    /// splits it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ranges: Vec<OpRange>,
+}
+
+/// The range of one op of a `cycle`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpRange {
+    /// The longest run of pages the op covers (default 4).
+    #[serde(default = "default_span")]
+    pub span: usize,
+    /// Ranges start at a multiple of this many pages and cover a multiple of it (default 1).
+    #[serde(default = "default_align")]
+    pub align: usize,
+}
+
+impl Worker {
+    /// The span and align of the `i`th op (of a cycle; a random worker has one range).
+    pub fn range_of(&self, i: usize) -> (usize, usize) {
+        self.ranges
+            .get(i)
+            .map_or((self.span, self.align), |r| (r.span, r.align))
+    }
 }
 
 fn default_align() -> usize {

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 
 use super::env::Env;
 use super::model::{verify_page, Shared};
+use crate::kernel::pagemap::{PM_PRESENT, PM_SWAP, PM_UFFD_WP};
 use crate::trial::memops::mismatch;
 
 /// What a child found, as it crosses the pipe (plain integers; no allocation in the child).
@@ -114,9 +115,12 @@ fn check_in_child(
             // EVENT_FORK is not copied: none is its state.)
             // The wait is bounded by time, not tries: under TCG copying a huge page takes
             // milliseconds, far longer than a few hundred sched_yield()s.
+            // "None" is no present, swap or uffd-wp bit, not a zero entry: with
+            // CONFIG_MEM_SOFT_DIRTY (Debian's kernels) every entry of a VM_SOFTDIRTY vma, a
+            // none one too, has PM_SOFT_DIRTY (pagemap_hugetlb_range()).
             let copied = event_fork || !shared_memory;
             let deadline = monotonic_ms() + 500;
-            while hugetlb && copied && n == 8 && entry == 0 && monotonic_ms() < deadline {
+            while hugetlb && copied && n == 8 && reads_none(entry) && monotonic_ms() < deadline {
                 // SAFETY: as above; sched_yield has no arguments.
                 unsafe {
                     libc::sched_yield();
@@ -138,7 +142,7 @@ fn check_in_child(
                 return ChildReport {
                     kind: 2,
                     page: p as u64,
-                    word: 0,
+                    word: entry, // the whole entry, for the report
                     expected: want as u64,
                     observed: got as u64,
                 };
@@ -179,6 +183,13 @@ fn check_in_child(
         }
     }
     ChildReport::default()
+}
+
+/// A pagemap entry that is neither present nor a swap entry and has no uffd-wp bit: a none
+/// pte (or, on hugetlb, whose pagemap shows no swap bit, an unprotected migration entry).
+/// Other bits may be set: PM_SOFT_DIRTY for every page of a VM_SOFTDIRTY vma.
+fn reads_none(entry: u64) -> bool {
+    entry & (PM_PRESENT | PM_SWAP | PM_UFFD_WP) == 0
 }
 
 /// Waits for every child (up to `stall_ms` each) and turns its report into problems.
@@ -243,7 +254,11 @@ pub fn reap(shared: &Shared, env: &Env, stall_ms: u64) {
             2 => shared.problem(mismatch(
                 format!("fork child {pid}: pagemap bit 57 (uffd-wp) of page {p}"),
                 (report.expected == 1).to_string(),
-                (report.observed == 1).to_string(),
+                format!(
+                    "{} ({})",
+                    report.observed == 1,
+                    crate::kernel::pagemap::Entry(report.word).describe()
+                ),
             )),
             _ => shared.problem(mismatch(
                 format!("fork child {pid}: /proc/self/pagemap"),
@@ -257,4 +272,19 @@ pub fn reap(shared: &Shared, env: &Env, stall_ms: u64) {
 /// CLOCK_MONOTONIC in milliseconds (clock_gettime allocates nothing, as the child must not).
 fn monotonic_ms() -> u64 {
     crate::trial::protocol::monotonic_ns() / 1_000_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::pagemap::{PM_MMAP_EXCLUSIVE, PM_SOFT_DIRTY};
+
+    #[test]
+    fn a_none_entry_may_be_soft_dirty() {
+        assert!(reads_none(0));
+        assert!(reads_none(PM_SOFT_DIRTY)); // Debian's 6.12.118 cloud kernel, a none pte
+        assert!(!reads_none(PM_UFFD_WP | PM_SOFT_DIRTY)); // a protected migration entry
+        assert!(!reads_none(PM_PRESENT | PM_MMAP_EXCLUSIVE | 0x1234));
+        assert!(!reads_none(PM_SWAP | PM_UFFD_WP));
+    }
 }

@@ -66,10 +66,10 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
     let round_ms = ((stress.round_ms as f64) * input.params.time).max(1.0) as u64;
     let wp_async = input.features & Feature::WpAsync.bit() != 0;
     let mut slots = Vec::new();
-    let mut plan = Vec::new(); // (slot, ops, span, align)
+    let mut plan = Vec::new(); // (slot, worker)
     for (w, worker) in stress.threads.iter().enumerate() {
         for c in 0..worker.count {
-            plan.push((slots.len(), worker.ops.clone(), worker.span, worker.align));
+            plan.push((slots.len(), worker.clone()));
             slots.push(Slot::new(format!(
                 "thread {} ({w}.{c}: {})",
                 slots.len(),
@@ -195,16 +195,10 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
         // made) before any operates: `mremap` leaves a hole where the area was for a moment,
         // and a thread starting then could map into it.
         let started = Arc::new(std::sync::Barrier::new(plan.len()));
-        for (slot, ops, span, align) in &plan {
+        for (slot, worker) in &plan {
             let started = started.clone();
-            let (sh, env, ops, span, align, tids) = (
-                shared.clone(),
-                env.clone(),
-                ops.clone(),
-                *span,
-                *align,
-                tids.clone(),
-            );
+            let (sh, env, mut worker, tids) =
+                (shared.clone(), env.clone(), worker.clone(), tids.clone());
             let rng = Rng::new(thread_seed(seed, *slot, round));
             let max_ops = stress.max_ops;
             let slot = *slot;
@@ -216,13 +210,12 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
                     Shared::lock(&tids).push(tid);
                     Shared::lock(&sh.tasks).push(tid);
                     started.wait();
-                    // `close` is done once, in the first round.
-                    let ops: Vec<StressOp> = ops
-                        .into_iter()
-                        .filter(|o| *o != StressOp::Close || (round == 0 && !closed_before))
-                        .collect();
-                    if !ops.is_empty() {
-                        ops::run_thread(&sh, &env, slot, &ops, (span, align), rng, max_ops);
+                    // `close` is done once, in the first round (never in a cycle).
+                    worker
+                        .ops
+                        .retain(|o| *o != StressOp::Close || (round == 0 && !closed_before));
+                    if !worker.ops.is_empty() {
+                        ops::run_thread(&sh, &env, slot, &worker, rng, max_ops);
                     }
                 });
             match spawned {

@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use super::env::Env;
 use super::model::{write_page, OpRecord, Rng, Shared, SCHEDULE_DEPTH};
 use super::{child, observe, relocate};
-use crate::case::stress::{Sabotage, StressOp};
+use crate::case::stress::{Sabotage, StressOp, Worker};
 use crate::kernel::memory::MemoryType;
 use crate::kernel::mm;
 use crate::kernel::uapi::UFFDIO_WRITEPROTECT_MODE_WP;
@@ -23,8 +23,7 @@ pub fn run_thread(
     shared: &Shared,
     env: &Env,
     slot: usize,
-    ops: &[StressOp],
-    (span, align): (usize, usize),
+    worker: &Worker,
     mut rng: Rng,
     max_ops: Option<u64>,
 ) {
@@ -33,7 +32,15 @@ pub fn run_thread(
         .store(crate::trial::exec::gettid() as u64, Ordering::SeqCst);
     let mut done = 0u64;
     while !shared.stop.load(Ordering::SeqCst) && max_ops.is_none_or(|m| done < m) {
-        let op = ops[rng.below(ops.len())];
+        let ops = &worker.ops;
+        // A cycle does its ops in order, each with its own range; otherwise one at random.
+        let i = if worker.cycle {
+            done as usize % ops.len()
+        } else {
+            rng.below(ops.len())
+        };
+        let op = ops[i];
+        let (span, align) = worker.range_of(i);
         let align = align.clamp(1, shared.pages);
         let first = rng.below(shared.pages) / align * align;
         let count = (1 + rng.below(span.max(1)))
