@@ -92,41 +92,24 @@ pub fn mremap_fixed(old: usize, len: usize, new: usize) -> Result<(), Errno> {
 /// Fresh private anonymous read-write memory of `len` bytes at exactly `addr`, failing
 /// (EEXIST) rather than replacing anything mapped there (MAP_FIXED_NOREPLACE).
 pub fn anon_at(addr: usize, len: usize) -> Result<(), Errno> {
-    // SAFETY: a fresh anonymous mapping that replaces nothing.
-    let r = unsafe {
-        libc::mmap(
-            addr as *mut libc::c_void,
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
-            -1,
-            0,
-        )
-    };
-    if r == libc::MAP_FAILED {
-        return Err(Errno::last());
-    }
-    if r as usize != addr {
-        // SAFETY: the mapping just made, nobody else's.
-        unsafe { libc::munmap(r, len) };
-        return Err(Errno::EEXIST);
-    }
-    Ok(())
+    anon_noreplace(addr, len, libc::PROT_READ | libc::PROT_WRITE, 0)
 }
 
 /// A PROT_NONE placeholder of `len` bytes at exactly `addr`, failing (EEXIST) rather than
 /// replacing anything mapped there (MAP_FIXED_NOREPLACE).
 pub fn placeholder_at(addr: usize, len: usize) -> Result<(), Errno> {
+    anon_noreplace(addr, len, libc::PROT_NONE, libc::MAP_NORESERVE)
+}
+
+/// Private anonymous memory at exactly `addr` with `prot` and `flags` added, or EEXIST.
+fn anon_noreplace(addr: usize, len: usize, prot: i32, flags: i32) -> Result<(), Errno> {
     // SAFETY: a fresh anonymous mapping that replaces nothing.
     let r = unsafe {
         libc::mmap(
             addr as *mut libc::c_void,
             len,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE
-                | libc::MAP_ANONYMOUS
-                | libc::MAP_NORESERVE
-                | libc::MAP_FIXED_NOREPLACE,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE | flags,
             -1,
             0,
         )
