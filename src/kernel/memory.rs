@@ -287,22 +287,13 @@ impl Area {
         };
         let target = reserve(self.len(), align)?;
         let old = self.base();
-        // SAFETY: moves our own mapping over our own reservation.
-        let moved = unsafe {
-            libc::mremap(
-                old as *mut libc::c_void,
-                self.len(),
-                self.len(),
-                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-                target as *mut libc::c_void,
-            )
-        };
-        if moved == libc::MAP_FAILED {
+        // Moves our own mapping over our own reservation.
+        if let Err(e) = super::mm::mremap_fixed(old, self.len(), target) {
             // SAFETY: drops the unused reservation.
             unsafe { libc::munmap(target as *mut libc::c_void, self.len()) };
-            return Err(Errno::last());
+            return Err(e);
         }
-        self.base = NonNull::new(moved).ok_or(Errno::EFAULT)?;
+        self.base = NonNull::new(target as *mut libc::c_void).ok_or(Errno::EFAULT)?;
         Ok((old, self.base()))
     }
 }

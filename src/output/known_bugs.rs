@@ -463,13 +463,14 @@ pub struct KnownBugMatch {
     pub race: bool,
 }
 
-impl From<&KnownBug> for KnownBugMatch {
-    fn from(b: &KnownBug) -> KnownBugMatch {
+impl KnownBugMatch {
+    /// The entry `b` as it covers this trial.
+    pub fn new(b: &KnownBug, trial: &str, memory: MemoryType) -> KnownBugMatch {
         KnownBugMatch {
             id: b.id.clone(),
             summary: b.summary.clone(),
             link: b.link(),
-            race: false,
+            race: b.race_in(trial, memory),
         }
     }
 }

@@ -541,10 +541,7 @@ impl TrialRecord {
             fail_kind: None,
             message: None,
             skip_reason: None,
-            known_bug: bug.map(|b| KnownBugMatch {
-                race: b.race_in(&r.name, r.memory),
-                ..KnownBugMatch::from(b)
-            }),
+            known_bug: bug.map(|b| KnownBugMatch::new(b, &r.name, r.memory)),
             baseline: entry.map(BaselineMatch::from),
             failure: None,
             stress: r

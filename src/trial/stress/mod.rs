@@ -102,7 +102,7 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
         problems: Mutex::new(Vec::new()),
         sabotage_armed: AtomicBool::new(stress.sabotage.is_some()),
         left_page: AtomicUsize::new(usize::MAX),
-        tasks: Mutex::new(vec![crate::trial::exec::gettid() as u64]),
+        tasks: Mutex::new(Vec::new()),
     });
     let kmsg = kmsg::Watch::start();
     let tids = Arc::new(Mutex::new(vec![crate::trial::exec::gettid() as u64]));
@@ -206,9 +206,7 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
             let spawned = std::thread::Builder::new()
                 .name(format!("stress-{slot}"))
                 .spawn(move || {
-                    let tid = crate::trial::exec::gettid() as u64;
-                    Shared::lock(&tids).push(tid);
-                    Shared::lock(&sh.tasks).push(tid);
+                    Shared::lock(&tids).push(crate::trial::exec::gettid() as u64);
                     started.wait();
                     // `close` is done once, in the first round (never in a cycle).
                     worker
@@ -281,7 +279,12 @@ pub fn run(input: Input, stress: &Stress) -> Outcome {
     // A fault the handlers still hold need not be a lost one: an unprotect of its range wakes
     // the thread too. A lost fault is a thread that stalls, which the rounds watch for.
     let mut problems = std::mem::take(&mut *Shared::lock(&shared.problems));
-    let (log_note, warnings) = kmsg.finish(&Shared::lock(&shared.tasks));
+    let own: Vec<u64> = [
+        Shared::lock(&tids).as_slice(),
+        Shared::lock(&shared.tasks).as_slice(),
+    ]
+    .concat();
+    let (log_note, warnings) = kmsg.finish(&own);
     for w in warnings {
         problems.push(mismatch(
             "kernel log during the step",

@@ -178,8 +178,9 @@ pub struct Shared {
     pub sabotage_armed: AtomicBool,
     /// The page a sabotage breaks (usize::MAX: not chosen yet).
     pub left_page: AtomicUsize,
-    /// Every task of the step (its threads, handler threads, fork children): a kernel
-    /// WARNING from another user task belongs to a trial running beside this one.
+    /// The step's tasks besides its operating threads (`tids`): handler threads and fork
+    /// children. A kernel WARNING from a user task that is neither belongs to a trial
+    /// running beside this one.
     pub tasks: Mutex<Vec<u64>>,
 }
 
