@@ -49,6 +49,7 @@ impl Trial {
         match outcome {
             Outcome::Done(observed) => StepOutcome::Done(observed),
             Outcome::Failed(m) => StepOutcome::Failed(m),
+            Outcome::Skipped(why) => StepOutcome::Skip(why),
         }
     }
 }
